@@ -8,6 +8,7 @@ require (
 	github.com/emersion/go-maildir v0.6.0 // indirect
 	github.com/emersion/go-mbox v1.0.4 // indirect
 	github.com/emersion/go-message v0.18.2 // indirect
+	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
 	github.com/gofrs/flock v0.13.2 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/knadh/go-pop3 v1.0.2 // indirect
