@@ -1,0 +1,172 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/mailark/mailark/internal/mailerr"
+)
+
+// runSummary is the last --json object of every command that runs jobs.
+type runSummary struct {
+	Type     string  `json:"type"` // "summary"
+	Jobs     int     `json:"jobs"`
+	OK       int     `json:"ok"`
+	Partial  int     `json:"partial"`
+	Failed   int     `json:"failed"`
+	Messages int64   `json:"messages"` // fetched + uploaded
+	Bytes    int64   `json:"bytes"`
+	Seconds  float64 `json:"duration_seconds"`
+	ExitCode int     `json:"exit_code"`
+	Error    string  `json:"error,omitempty"`
+}
+
+func summarize(results []*jobResult, d time.Duration, err error) runSummary {
+	sum := runSummary{Type: "summary", Jobs: len(results), Seconds: d.Round(time.Millisecond).Seconds(),
+		ExitCode: mailerr.ExitCode(err)}
+	if err != nil {
+		sum.Error = oneLine(err.Error())
+	}
+	for _, r := range results {
+		switch r.Status {
+		case "ok":
+			sum.OK++
+		case "partial":
+			sum.Partial++
+		default:
+			sum.Failed++
+		}
+		for _, st := range []*Stats{r.Fetch, r.Restore} {
+			if st != nil {
+				sum.Messages += st.Messages
+				sum.Bytes += st.Bytes
+			}
+		}
+	}
+	return sum
+}
+
+// runSingle runs the one job of fetch, restore or migrate and reports it.
+func (a *app) runSingle(ctx context.Context, s *session, j *job) error {
+	d := s.newDisplay()
+	r := a.runJob(ctx, s, d, j)
+	if d != nil {
+		d.Close()
+	}
+	s.report(j, r)
+	s.emit(summarize([]*jobResult{r}, r.duration, r.err))
+	return r.err
+}
+
+// report prints a finished job: its --json object, the --dry-run plan,
+// verify differences, and on a terminal the summary lines.
+func (s *session) report(j *job, r *jobResult) {
+	s.emit(r)
+	prefix := ""
+	if j.name != "" {
+		prefix = j.name + ": "
+	}
+	if r.Fetch != nil {
+		if j.dryRun {
+			s.printPlan(prefix+"would fetch", r.Fetch)
+		} else {
+			s.summary("%s%s", prefix, fetchLine(j, r.Fetch, r))
+		}
+	}
+	if r.Restore != nil {
+		if j.dryRun {
+			s.printPlan(prefix+"would restore", r.Restore)
+		} else {
+			s.summary("%s%s", prefix, restoreLine(j, r.Restore, r))
+		}
+	}
+	if r.Verify != nil {
+		s.printVerify(prefix, r.Verify, j.kind == "migrate")
+	}
+}
+
+func fetchLine(j *job, st *Stats, r *jobResult) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "fetched %s (%s) from %s of %s into %s",
+		plural(st.Messages, "new message", "new messages"), humanBytes(st.Bytes),
+		plural(int64(st.Folders), "folder", "folders"), j.source, j.archive)
+	if st.Deleted > 0 {
+		fmt.Fprintf(&b, ", deleted %d from the server", st.Deleted)
+	}
+	if st.Failed > 0 {
+		fmt.Fprintf(&b, ", %d failed", st.Failed)
+	}
+	fmt.Fprintf(&b, " in %s", humanDuration(r.duration))
+	return b.String()
+}
+
+func restoreLine(j *job, st *Stats, r *jobResult) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "restored %s (%s) in %s to %s",
+		plural(st.Messages, "message", "messages"), humanBytes(st.Bytes),
+		plural(int64(st.Folders), "folder", "folders"), j.target)
+	if st.Skipped > 0 {
+		fmt.Fprintf(&b, ", %d already there", st.Skipped)
+	}
+	if st.Failed > 0 {
+		fmt.Fprintf(&b, ", %d failed", st.Failed)
+	}
+	fmt.Fprintf(&b, " in %s", humanDuration(r.duration))
+	return b.String()
+}
+
+// printPlan shows a --dry-run plan: the user asked for it, so it is
+// printed with or without a terminal.
+func (s *session) printPlan(what string, st *Stats) {
+	for _, f := range st.PerFolder {
+		name := f.Name
+		if f.Target != "" && f.Target != f.Name {
+			name += " → " + f.Target
+		}
+		var notes []string
+		if f.Create {
+			notes = append(notes, "new folder")
+		}
+		if f.Skipped > 0 {
+			notes = append(notes, fmt.Sprintf("%d already there", f.Skipped))
+		}
+		if f.Note != "" {
+			notes = append(notes, f.Note)
+		}
+		note := ""
+		if len(notes) > 0 {
+			note = "  (" + strings.Join(notes, ", ") + ")"
+		}
+		s.printf("  %-40s %8d msgs %10s%s\n", name, f.Messages, humanBytes(f.Bytes), note)
+	}
+	s.printf("dry run: %s %s (%s) in %s; nothing was written\n", what,
+		plural(st.Messages, "message", "messages"), humanBytes(st.Bytes), plural(int64(st.Folders), "folder", "folders"))
+}
+
+// printVerify lists folders that differ (always: that is the answer the
+// user wants), and a match line on a terminal.
+func (s *session) printVerify(prefix string, r *VerifyReport, afterMigrate bool) {
+	var matched int64
+	differ := 0
+	for _, f := range r.Folders {
+		matched += f.Matched
+		if f.MissingOnServer == 0 && f.MissingInArchive == 0 {
+			continue
+		}
+		if afterMigrate && f.MissingOnServer == 0 {
+			continue // the target may hold more than the archive
+		}
+		differ++
+		name := f.Name
+		if f.Target != "" && f.Target != f.Name {
+			name += " → " + f.Target
+		}
+		s.printf("%s%-40s %d missing on the server, %d missing in the archive\n", prefix, name, f.MissingOnServer, f.MissingInArchive)
+	}
+	if differ == 0 {
+		s.summary("%sverified: archive and server match (%s in %s)", prefix,
+			plural(matched, "message", "messages"), plural(int64(len(r.Folders)), "folder", "folders"))
+	}
+}

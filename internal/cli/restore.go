@@ -1,0 +1,124 @@
+package cli
+
+import (
+	"context"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mailark/mailark/internal/account"
+	"github.com/mailark/mailark/internal/cli/config"
+)
+
+// restoreOptions are the flags and arguments of `mailark restore`.
+type restoreOptions struct {
+	Archive string
+	Target  string
+	DryRun  bool
+
+	Output outputFlags
+	Conn   connFlags
+	// Secret (--password-*) and TargetSecret (--target-password-*) both
+	// name the target's password: restore has only one account, and
+	// people type either.
+	Secret       secretFlags
+	TargetSecret secretFlags
+	Map          mapFlags
+	Lock         lockFlags
+}
+
+func (a *app) restoreCommand() *cobra.Command {
+	var o restoreOptions
+	cmd := &cobra.Command{
+		Use:   "restore ARCHIVE TARGET",
+		Short: "Upload an archive (mailark's, or any mbox/maildir) to an IMAP account, exactly once",
+		Long: `Restore puts an archive back onto an IMAP account: folders are created with
+the target's separator and names, Sent/Drafts/Trash/Junk/Archive land in the
+target's own special folders, flags and dates are kept. A ledger in the
+archive records every upload, so an interrupted restore resumes and a rerun
+uploads nothing twice; messages already on the target are skipped.
+
+ARCHIVE is a mailark archive (maildir:PATH, mbox:PATH) or the path of any
+mbox file, mbox folder tree or maildir another program wrote: Thunderbird,
+mutt, Dovecot, mbsync, OfflineIMAP. TARGET is imaps://USER@HOST or
+imap://USER@HOST (STARTTLS).
+
+The target's password comes from --target-password-file/-command/-env or
+--password-file/-command/-env, else from MAILARK_TARGET_PASSWORD, else from
+MAILARK_PASSWORD. Restore never deletes or changes anything already on the
+target.`,
+		Example: `  # after losing a laptop: put the nightly backup on the server again
+  mailark restore maildir:~/Mail/backup imaps://me@mail.example.org
+
+  # a Thunderbird profile folder, into "Old mail" on the new account
+  mailark restore --prefix 'Old mail' ~/.thunderbird/x.default/Mail/pop.isp.example imaps://me@new.example
+
+  # see the plan first
+  mailark restore --dry-run --folder-map 'Archiv=Archive' mbox:~/Mail/old imaps://me@host`,
+		Args: exactArgs("ARCHIVE", "TARGET"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a.begin()
+			o.Archive, o.Target = args[0], args[1]
+			return a.runRestore(cmd.Context(), o)
+		},
+	}
+	cmd.Flags().BoolVarP(&o.DryRun, "dry-run", "n", false, "show the plan (folders to create, messages to upload, duplicates skipped); upload nothing")
+	o.Output.register(cmd)
+	o.Conn.register(cmd)
+	registerSecretFlags(cmd, &o.Secret, false)
+	registerSecretFlags(cmd, &o.TargetSecret, true)
+	o.Map.register(cmd)
+	o.Lock.register(cmd)
+	return cmd
+}
+
+// runRestore is `mailark restore` without cobra, for tests.
+func (a *app) runRestore(ctx context.Context, o restoreOptions) error {
+	s, err := newSession(a.env, o.Output)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	j, err := o.job(s)
+	if err != nil {
+		return err
+	}
+	return a.runSingle(ctx, s, j)
+}
+
+func (o restoreOptions) job(s *session) (*job, error) {
+	if err := o.Conn.check(); err != nil {
+		return nil, err
+	}
+	src, err := readableArchive(o.Archive)
+	if err != nil {
+		return nil, err
+	}
+	fm, err := o.Map.parse()
+	if err != nil {
+		return nil, err
+	}
+	secret, prefix := o.TargetSecret, "--target-"
+	if !secret.isSet() && o.Secret.isSet() {
+		secret, prefix = o.Secret, "--"
+	}
+	target, err := accountSpec{URL: o.Target, CAFile: o.Conn.CAFile, Plaintext: o.Conn.Plaintext, Timeout: o.Conn.Timeout,
+		Secret: secret, flagPrefix: prefix, envNames: []string{EnvTargetPassword, EnvPassword}}.build(s)
+	if err != nil {
+		return nil, err
+	}
+	if err := requireIMAP(target, "restore"); err != nil {
+		return nil, err
+	}
+	j := &job{kind: config.KindRestore, archive: src, target: target.String(), dryRun: o.DryRun, retries: o.Conn.Retries}
+	j.restore = []RestoreRequest{{Target: target, Archive: src, LockWait: o.Lock.LockWait, FolderMap: fm,
+		Prefix: o.Map.Prefix, Connections: o.Conn.Connections, DryRun: o.DryRun}}
+	return j, nil
+}
+
+// requireIMAP: mail can only be put back through IMAP.
+func requireIMAP(a *account.Account, what string) error {
+	if a.Protocol != account.IMAP {
+		return usageErr("%s needs an IMAP target (imaps:// or imap://), not %s: POP3 cannot store mail", what, a)
+	}
+	return nil
+}
