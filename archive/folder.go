@@ -1,0 +1,395 @@
+package archive
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Folder is one folder of an open archive. It is safe for use by one
+// goroutine at a time; different folders can be written in parallel.
+//
+// Writes are staged: Append puts the message on disk where no reader
+// counts it yet, SetFlags and SetState are remembered, and Commit makes
+// them durable in this order: message data, index records, sync state.
+// Lookups (Entries, ByUID, ...) see committed messages only.
+type Folder struct {
+	a       *Archive
+	name    string
+	relPath string
+	sideDir string
+	st      store
+	idx     *index
+	ixf     *indexFile
+
+	mu          sync.Mutex
+	state       SyncState
+	stateDirty  bool
+	staged      []record
+	stagedAdds  map[string]int // key -> position in staged, for SetFlags on uncommitted messages
+	stagedFlags []string       // keys of committed messages whose flags changed since Commit
+	hashBuf     hash.Hash
+	headBuf     []byte
+	closed      bool
+}
+
+// loadFolder opens the folder of rec: creates what is missing (writable),
+// loads its index and state, and reconciles the disk with the index.
+func (a *Archive) loadFolder(rec folderRecord) (*Folder, error) {
+	f := &Folder{
+		a:          a,
+		name:       rec.Name,
+		relPath:    rec.Path,
+		sideDir:    filepath.Join(a.side, "folders", rec.ID),
+		stagedAdds: map[string]int{},
+	}
+	env := storeEnv{log: a.log.With("folder", rec.Name), folder: rec.Name, lostDir: filepath.Join(a.side, "lost+found")}
+	abs := filepath.Join(a.root, filepath.FromSlash(rec.Path))
+	if a.format == Mbox {
+		f.st = newMboxStore(env, abs, a.readOnly)
+	} else {
+		f.st = newMaildirStore(env, abs, a.readOnly)
+	}
+	repair := !a.readOnly
+	if repair {
+		if err := mkdirAll(f.sideDir); err != nil {
+			return nil, a.ioErr(err, "create sidecar of folder %q", rec.Name)
+		}
+		if err := f.st.prepare(); err != nil {
+			return nil, a.ioErr(err, "create folder %q", rec.Name)
+		}
+	}
+	idx, ixf, err := loadIndex(filepath.Join(f.sideDir, "index.jsonl"), repair)
+	if err != nil {
+		f.st.close()
+		return nil, a.damaged(err, rec.Name)
+	}
+	f.idx, f.ixf = idx, ixf
+	if err := f.loadState(); err != nil {
+		f.closeFiles()
+		return nil, a.damaged(err, rec.Name)
+	}
+	if err := f.st.reconcile(idx, repair); err != nil {
+		f.closeFiles()
+		if errors.Is(err, ErrCorrupt) {
+			return nil, a.damaged(err, rec.Name)
+		}
+		return nil, a.ioErr(err, "check folder %q against its index", rec.Name)
+	}
+	return f, nil
+}
+
+func (f *Folder) statePath() string { return filepath.Join(f.sideDir, "state.json") }
+
+func (f *Folder) loadState() error {
+	data, err := os.ReadFile(f.statePath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, &f.state); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, f.statePath(), err)
+	}
+	return nil
+}
+
+// Info describes the folder as committed.
+func (f *Folder) Info() FolderInfo {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	info := FolderInfo{Name: f.name, Path: f.relPath, Messages: f.idx.count, Bytes: f.idx.bytes}
+	if rec, ok := f.a.record(f.name); ok {
+		info.SpecialUse = rec.SpecialUse
+	}
+	return info
+}
+
+// SetSpecialUse records the folder's RFC 6154 attribute ("" for none).
+func (f *Folder) SetSpecialUse(use string) error { return f.a.setSpecialUse(f.name, use) }
+
+// State is the folder's sync state, including a SetState not yet committed.
+func (f *Folder) State() SyncState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.state
+}
+
+// SetState stages a new sync state; the next Commit writes it after the
+// messages appended before it are durable.
+func (f *Folder) SetState(s SyncState) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.state = s
+	f.stateDirty = true
+}
+
+// Append streams one message into the folder and stages it for Commit. It
+// reads r to EOF; an error from r leaves nothing behind. Date zero means
+// the time of the topmost Received header, else the Date header, else now.
+func (f *Folder) Append(r io.Reader, info AppendInfo) (Meta, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.writable(); err != nil {
+		return Meta{}, err
+	}
+	if f.headBuf == nil {
+		f.headBuf = make([]byte, headSize)
+		f.hashBuf = sha256.New()
+	}
+	head, err := readHead(r, f.headBuf)
+	if err != nil {
+		return Meta{}, fmt.Errorf("append to folder %q: reading message: %w", f.name, err)
+	}
+	hi := parseHead(head)
+	date := info.Date
+	if date.IsZero() {
+		date = hi.date
+	}
+	if date.IsZero() {
+		date = time.Now()
+	}
+	f.hashBuf.Reset()
+	counter := &countingWriter{w: f.hashBuf}
+	src := io.TeeReader(io.MultiReader(bytes.NewReader(head), r), counter)
+	msg := &pendingMsg{date: date, flags: normalizeFlags(info.Flags)}
+	if err := f.st.append(src, msg); err != nil {
+		if errors.Is(err, ErrReadOnly) {
+			return Meta{}, err
+		}
+		return Meta{}, f.a.ioErr(err, "append to folder %q", f.name)
+	}
+	var sum [32]byte
+	f.hashBuf.Sum(sum[:0])
+	rec := record{
+		Op: opAdd, Key: msg.key, Size: counter.n, SHA: hex.EncodeToString(sum[:]), MID: hi.messageID,
+		Flags: msg.flags, Date: formatDate(date), UID: info.UID, UIDL: info.UIDL, Added: time.Now().Unix(),
+		Off: msg.loc.off, Pre: msg.loc.pre, Esc: msg.loc.esc, Disk: msg.loc.disk,
+	}
+	f.stagedAdds[rec.Key] = len(f.staged)
+	f.staged = append(f.staged, rec)
+	return Meta{
+		Key: rec.Key, Size: rec.Size, SHA256: rec.SHA, MessageID: rec.MID, Flags: rec.Flags,
+		Date: date, UID: rec.UID, UIDL: rec.UIDL, Added: time.Unix(rec.Added, 0).UTC(),
+	}, nil
+}
+
+// dateFromHeader is the delivery time the message itself carries: the
+// topmost Received header's date, else its Date header.
+func dateFromHeader(received, date string) time.Time {
+	if i := strings.LastIndexByte(received, ';'); i >= 0 {
+		if t, err := mail.ParseDate(strings.TrimSpace(received[i+1:])); err == nil {
+			return t
+		}
+	}
+	if t, err := mail.ParseDate(strings.TrimSpace(date)); err == nil {
+		return t
+	}
+	return time.Time{}
+}
+
+// SetFlags replaces a message's flags. Maildir renames the file at once;
+// the index learns the new flags at the next Commit.
+func (f *Folder) SetFlags(key string, flags []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.writable(); err != nil {
+		return err
+	}
+	flags = normalizeFlags(flags)
+	if pos, ok := f.stagedAdds[key]; ok {
+		if err := f.st.setFlags(key, flags); err != nil {
+			return f.a.ioErr(err, "set flags in folder %q", f.name)
+		}
+		f.staged[pos].Flags = flags
+		return nil
+	}
+	if _, ok := f.idx.lookup(f.idx.byKey, key); !ok {
+		return fmt.Errorf("%w: %s in folder %q", ErrNoMessage, key, f.name)
+	}
+	if err := f.st.setFlags(key, flags); err != nil {
+		return f.a.ioErr(err, "set flags in folder %q", f.name)
+	}
+	f.staged = append(f.staged, record{Op: opFlags, Key: key, Flags: flags})
+	f.stagedFlags = append(f.stagedFlags, key)
+	return nil
+}
+
+// Commit makes everything staged durable: first the message data, then the
+// index records that make those messages count, then the sync state. A
+// crash at any point leaves the previous commit intact; what follows it is
+// removed by the next Open.
+func (f *Folder) Commit() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.writable(); err != nil {
+		return err
+	}
+	if len(f.staged) == 0 && !f.stateDirty {
+		return nil
+	}
+	if err := f.st.sync(); err != nil {
+		return f.a.ioErr(err, "commit folder %q: syncing messages", f.name)
+	}
+	if len(f.staged) > 0 {
+		if err := f.ixf.appendRecords(f.staged); err != nil {
+			return f.a.ioErr(err, "commit folder %q: writing index", f.name)
+		}
+		for i := range f.staged {
+			if err := f.idx.apply(&f.staged[i]); err != nil {
+				// The records were just built by this Folder; this is a bug.
+				return fmt.Errorf("commit folder %q: %w", f.name, err)
+			}
+		}
+		f.staged = f.staged[:0]
+		clear(f.stagedAdds)
+		f.stagedFlags = f.stagedFlags[:0]
+	}
+	if f.stateDirty {
+		data, err := json.MarshalIndent(f.state, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := writeFileAtomic(f.statePath(), append(data, '\n')); err != nil {
+			return f.a.ioErr(err, "commit folder %q: writing sync state", f.name)
+		}
+		f.stateDirty = false
+	}
+	return nil
+}
+
+func (f *Folder) writable() error {
+	if f.a.readOnly {
+		return ErrReadOnly
+	}
+	if f.closed {
+		return fmt.Errorf("folder %q: archive closed", f.name)
+	}
+	return nil
+}
+
+// Entries lists the committed messages in index order.
+func (f *Folder) Entries() []Meta {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]Meta, 0, f.idx.count)
+	for i := range f.idx.entries {
+		if e := &f.idx.entries[i]; !e.gone {
+			out = append(out, e.meta())
+		}
+	}
+	return out
+}
+
+// ByUID finds the committed message with this IMAP UID (the latest one if
+// the folder's UIDVALIDITY changed and a UID repeats).
+func (f *Folder) ByUID(uid uint32) (Meta, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	i, ok := f.idx.byUID[uid]
+	if !ok || f.idx.entries[i].gone {
+		return Meta{}, false
+	}
+	return f.idx.entries[i].meta(), true
+}
+
+// ByUIDL finds the committed message with this POP3 UIDL.
+func (f *Folder) ByUIDL(uidl string) (Meta, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	i, ok := f.idx.lookup(f.idx.byUIDL, uidl)
+	if !ok {
+		return Meta{}, false
+	}
+	return f.idx.entries[i].meta(), true
+}
+
+// BySHA256 lists the committed messages with this digest (lower-case hex).
+func (f *Folder) BySHA256(sum string) []Meta {
+	var key [32]byte
+	if n, err := hex.Decode(key[:], []byte(strings.ToLower(sum))); err != nil || n != 32 {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	head, ok := f.idx.bySum[key]
+	if !ok {
+		return nil
+	}
+	return f.metas(f.idx.chain(head, f.idx.nextSum))
+}
+
+// ByMessageID lists the committed messages with this raw Message-ID.
+func (f *Folder) ByMessageID(id string) []Meta {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	head, ok := f.idx.byMID[strings.TrimSpace(id)]
+	if !ok || id == "" {
+		return nil
+	}
+	return f.metas(f.idx.chain(head, f.idx.nextMID))
+}
+
+func (f *Folder) metas(is []int32) []Meta {
+	out := make([]Meta, len(is))
+	for j, i := range is {
+		out[j] = f.idx.entries[i].meta()
+	}
+	return out
+}
+
+// Open streams a committed message's exact bytes. The reader fails with
+// ErrCorrupt at the end if they no longer match the index.
+func (f *Folder) Open(key string) (io.ReadCloser, error) {
+	f.mu.Lock()
+	i, ok := f.idx.lookup(f.idx.byKey, key)
+	var e entry
+	if ok {
+		e = f.idx.entries[i]
+	}
+	f.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: %s in folder %q", ErrNoMessage, key, f.name)
+	}
+	return f.st.open(&e)
+}
+
+// close drops what was not committed and releases the folder's files.
+func (f *Folder) close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil
+	}
+	f.closed = true
+	var err error
+	if !f.a.readOnly && len(f.staged) > 0 {
+		// Put committed messages' file names back to their indexed flags,
+		// then remove the uncommitted messages.
+		for _, k := range f.stagedFlags {
+			if i, ok := f.idx.byKey[k]; ok {
+				err = errors.Join(err, f.st.setFlags(k, f.idx.entryFlags(i)))
+			}
+		}
+		err = errors.Join(err, f.st.rollback())
+		f.staged = nil
+	}
+	return errors.Join(err, f.closeFiles())
+}
+
+func (f *Folder) closeFiles() error {
+	return errors.Join(f.ixf.close(), f.st.close())
+}

@@ -1,0 +1,423 @@
+package archive
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofrs/flock"
+
+	"github.com/mailark/mailark/internal/mailerr"
+)
+
+// ParseSpec splits an archive spec "maildir:PATH" or "mbox:PATH".
+func ParseSpec(spec string) (Format, string, error) {
+	kind, path, ok := strings.Cut(spec, ":")
+	if !ok || path == "" {
+		return "", "", mailerr.E(mailerr.ErrUsage, ErrBadSpec, "archive %q: write maildir:PATH or mbox:PATH", spec)
+	}
+	switch Format(kind) {
+	case Maildir, Mbox:
+		return Format(kind), path, nil
+	}
+	return "", "", mailerr.E(mailerr.ErrUsage, ErrBadSpec, "archive %q: unknown format %q (use maildir:PATH or mbox:PATH)", spec, kind)
+}
+
+// Options control how Open treats an archive.
+type Options struct {
+	LockWait time.Duration // how long to wait for another run's lock (0: fail at once)
+	ReadOnly bool          // no lock, no repair, no writes (ls, verify)
+	Logger   *slog.Logger  // nil: discard
+}
+
+// Archive is an open mailark archive. Its methods are safe for concurrent
+// use; each Folder is for one goroutine at a time.
+type Archive struct {
+	format   Format
+	root     string
+	side     string // ROOT/.mailark
+	readOnly bool
+	log      *slog.Logger
+	lock     *flock.Flock
+
+	mu      sync.Mutex
+	reg     *registry
+	folders map[string]*Folder
+	closed  bool
+}
+
+// Sidecar file names under ROOT/.mailark.
+const (
+	sideDirName  = ".mailark"
+	metaFile     = "archive.json"
+	registryFile = "folders.json"
+	lockFile     = "lock"
+)
+
+// archiveMeta is ROOT/.mailark/archive.json: what kind of archive this is.
+type archiveMeta struct {
+	Format  Format    `json:"format"`
+	Version int       `json:"version"`
+	Created time.Time `json:"created"`
+}
+
+const archiveVersion = 1
+
+// Open opens the archive named by spec. Unless ReadOnly, it creates the
+// archive if missing, takes its lock (waiting up to LockWait) and repairs
+// what an interrupted run left: uncommitted messages are removed, a torn
+// index line is dropped. Folders are loaded, and repaired, on first use.
+func Open(ctx context.Context, spec string, opt Options) (*Archive, error) {
+	format, path, err := ParseSpec(spec)
+	if err != nil {
+		return nil, err
+	}
+	root, err := filepath.Abs(path)
+	if err != nil {
+		return nil, mailerr.E(mailerr.ErrUsage, err, "archive path %q", path)
+	}
+	a := &Archive{
+		format: format, root: root, side: filepath.Join(root, sideDirName), readOnly: opt.ReadOnly,
+		log: opt.Logger, folders: map[string]*Folder{},
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	a.log = a.log.With("archive", root)
+	if opt.ReadOnly {
+		err = a.openReadOnly()
+	} else {
+		err = a.openWritable(ctx, opt.LockWait)
+	}
+	if err != nil {
+		if a.lock != nil {
+			a.lock.Unlock()
+		}
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *Archive) openReadOnly() error {
+	if _, err := os.Stat(a.root); err != nil {
+		return mailerr.E(mailerr.ErrUsage, ErrNotArchive, "archive %s does not exist (%v)", a.root, errors.Unwrap(err))
+	}
+	if err := a.checkMeta(false); err != nil {
+		return err
+	}
+	a.warnPermissions()
+	return a.loadRegistry()
+}
+
+func (a *Archive) openWritable(ctx context.Context, lockWait time.Duration) error {
+	fresh, err := a.checkRoot()
+	if err != nil {
+		return err
+	}
+	if err := mkdirAll(a.side); err != nil {
+		return a.ioErr(err, "create archive %s", a.root)
+	}
+	lk, err := acquireLock(ctx, filepath.Join(a.side, lockFile), a.root, lockWait)
+	if err != nil {
+		return err
+	}
+	a.lock = lk
+	if err := a.checkMeta(true); err != nil {
+		return err
+	}
+	if !fresh {
+		a.warnPermissions()
+	}
+	a.removeTempFiles(a.side)
+	return a.loadRegistry()
+}
+
+// checkRoot refuses to turn a directory holding other things into an
+// archive; it reports whether the archive is new.
+func (a *Archive) checkRoot() (fresh bool, err error) {
+	st, err := os.Stat(a.root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return true, nil
+	}
+	if err != nil {
+		return false, a.ioErr(err, "open archive %s", a.root)
+	}
+	if !st.IsDir() {
+		return false, mailerr.E(mailerr.ErrUsage, ErrNotArchive,
+			"%s is a file, not an archive directory; mailark archives are directories (give a new path)", a.root)
+	}
+	if _, err := os.Stat(a.side); err == nil {
+		return false, nil
+	}
+	d, err := os.Open(a.root)
+	if err != nil {
+		return false, a.ioErr(err, "open archive %s", a.root)
+	}
+	defer d.Close()
+	if names, _ := d.Readdirnames(1); len(names) > 0 {
+		return false, mailerr.E(mailerr.ErrUsage, ErrNotArchive,
+			"%s is not empty and is not a mailark archive; give a new or empty directory", a.root)
+	}
+	return true, nil
+}
+
+// checkMeta reads archive.json, or writes it for a new archive.
+func (a *Archive) checkMeta(create bool) error {
+	file := filepath.Join(a.side, metaFile)
+	data, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		if !create {
+			return mailerr.E(mailerr.ErrUsage, ErrNotArchive, "%s is not a mailark archive (no %s/%s)", a.root, sideDirName, metaFile)
+		}
+		meta, _ := json.MarshalIndent(archiveMeta{Format: a.format, Version: archiveVersion, Created: time.Now().UTC()}, "", "  ")
+		if err := mkdirAll(a.root); err != nil {
+			return a.ioErr(err, "create archive %s", a.root)
+		}
+		if err := writeFileAtomic(file, append(meta, '\n')); err != nil {
+			return a.ioErr(err, "create archive %s", a.root)
+		}
+		return nil
+	}
+	if err != nil {
+		return a.ioErr(err, "open archive %s", a.root)
+	}
+	var meta archiveMeta
+	if err := json.Unmarshal(data, &meta); err != nil {
+		return a.damaged(fmt.Errorf("%w: %s: %v", ErrCorrupt, file, err), "")
+	}
+	if meta.Version > archiveVersion {
+		return mailerr.E(mailerr.ErrUsage, ErrNotArchive, "archive %s was written by a newer mailark (format version %d); upgrade mailark", a.root, meta.Version)
+	}
+	if meta.Format != a.format {
+		return mailerr.E(mailerr.ErrUsage, ErrBadSpec, "archive %s is a %s archive; open it as %s:%s", a.root, meta.Format, meta.Format, a.root)
+	}
+	return nil
+}
+
+func (a *Archive) loadRegistry() error {
+	reg, err := loadRegistry(filepath.Join(a.side, registryFile), a.format)
+	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return a.ioErr(err, "read archive %s", a.root)
+		}
+		return a.damaged(fmt.Errorf("%w: %v", ErrCorrupt, err), "")
+	}
+	a.reg = reg
+	return nil
+}
+
+// removeTempFiles deletes leftovers of atomic writes a crash interrupted.
+func (a *Archive) removeTempFiles(dir string) {
+	names, _ := readDirNames(dir)
+	for _, n := range names {
+		if strings.HasPrefix(n, ".") && strings.Contains(n, ".tmp-") {
+			os.Remove(filepath.Join(dir, n))
+		}
+	}
+}
+
+// warnPermissions logs when other users can read the archive.
+func (a *Archive) warnPermissions() {
+	check := []string{a.root, a.side}
+	if reg, err := loadRegistry(filepath.Join(a.side, registryFile), a.format); err == nil {
+		for _, rec := range reg.Folders {
+			check = append(check, filepath.Join(a.root, filepath.FromSlash(rec.Path)))
+		}
+	}
+	for _, p := range check {
+		st, err := os.Stat(p)
+		if err == nil && st.Mode().Perm()&0o077 != 0 {
+			a.log.Warn(fmt.Sprintf("archive is readable by other users (%s has mode %04o); run: chmod -R go-rwx %s",
+				p, st.Mode().Perm(), a.root))
+			return
+		}
+	}
+}
+
+// Close commits nothing: it drops what was appended since each folder's
+// last Commit and releases the lock.
+func (a *Archive) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil
+	}
+	a.closed = true
+	var err error
+	for _, f := range a.folders {
+		err = errors.Join(err, f.close())
+	}
+	if a.lock != nil {
+		err = errors.Join(err, a.lock.Unlock())
+	}
+	return err
+}
+
+// Format is the archive's on-disk format.
+func (a *Archive) Format() Format { return a.format }
+
+// Root is the archive's absolute path.
+func (a *Archive) Root() string { return a.root }
+
+// Folders lists every folder, sorted by name, with committed counts.
+// Folders that only hold others are listed with NoSelect.
+func (a *Archive) Folders() ([]FolderInfo, error) {
+	a.mu.Lock()
+	recs := a.reg.sorted()
+	a.mu.Unlock()
+	out := make([]FolderInfo, 0, len(recs))
+	for _, rec := range recs {
+		if rec.NoSelect {
+			out = append(out, FolderInfo{Name: rec.Name, Path: rec.Path, SpecialUse: rec.SpecialUse, NoSelect: true})
+			continue
+		}
+		f, err := a.Folder(rec.Name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f.Info())
+	}
+	return out, nil
+}
+
+// Messages lists a folder's committed messages in index order.
+func (a *Archive) Messages(folder string) ([]Meta, error) {
+	f, err := a.Folder(folder)
+	if err != nil {
+		return nil, err
+	}
+	return f.Entries(), nil
+}
+
+// Open streams one message of a folder.
+func (a *Archive) Open(folder, key string) (io.ReadCloser, error) {
+	f, err := a.Folder(folder)
+	if err != nil {
+		return nil, err
+	}
+	return f.Open(key)
+}
+
+// Folder returns an existing folder, loading (and, when writable,
+// repairing) it on first use. The same *Folder is returned every time.
+func (a *Archive) Folder(name string) (*Folder, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil, fmt.Errorf("archive %s is closed", a.root)
+	}
+	if f, ok := a.folders[name]; ok {
+		return f, nil
+	}
+	rec, ok := a.reg.get(name)
+	if !ok || rec.NoSelect {
+		return nil, fmt.Errorf("%w: %q in archive %s", ErrNoFolder, name, a.root)
+	}
+	f, err := a.loadFolder(rec)
+	if err != nil {
+		return nil, err
+	}
+	a.folders[name] = f
+	return f, nil
+}
+
+// CreateFolder returns the folder, creating it (and any missing parent, as
+// a NoSelect folder) first. It is idempotent; specialUse, when not empty,
+// is recorded. The name is data: its path is derived safely.
+func (a *Archive) CreateFolder(name string, specialUse string) (*Folder, error) {
+	if a.readOnly {
+		return nil, ErrReadOnly
+	}
+	a.mu.Lock()
+	rec, changed, err := a.reg.ensure(name, true)
+	if err == nil && specialUse != "" && a.reg.setSpecialUse(name, specialUse) {
+		changed = true
+	}
+	if err == nil && changed {
+		if err = a.reg.save(filepath.Join(a.side, registryFile)); err != nil {
+			// Keep memory and disk in step: reload what is on disk.
+			if reg, lerr := loadRegistry(filepath.Join(a.side, registryFile), a.format); lerr == nil {
+				a.reg = reg
+			}
+			err = a.ioErr(err, "create folder %q", name)
+		}
+	}
+	a.mu.Unlock()
+	if err != nil {
+		if errors.Is(err, ErrBadName) {
+			return nil, mailerr.E(mailerr.ErrUsage, err, "cannot create folder")
+		}
+		return nil, err
+	}
+	_ = rec
+	return a.Folder(name)
+}
+
+func (a *Archive) record(name string) (folderRecord, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.reg.get(name)
+}
+
+func (a *Archive) setSpecialUse(name, use string) error {
+	if a.readOnly {
+		return ErrReadOnly
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.reg.setSpecialUse(name, use) {
+		return nil
+	}
+	if err := a.reg.save(filepath.Join(a.side, registryFile)); err != nil {
+		return a.ioErr(err, "record special use of folder %q", name)
+	}
+	return nil
+}
+
+// Ledger opens the restore ledger for a target account (name it with the
+// account's URL without secrets). One Ledger per target may be open.
+func (a *Archive) Ledger(target string) (*Ledger, error) {
+	if a.readOnly {
+		return nil, ErrReadOnly
+	}
+	if target == "" {
+		return nil, mailerr.E(mailerr.ErrUsage, nil, "ledger needs a target name")
+	}
+	name := escapeComponent(target, a.format)
+	if len(name) > maxComponent {
+		name = shortenComponent(name)
+	}
+	return OpenLedger(filepath.Join(a.side, "ledgers", name+".jsonl"))
+}
+
+// ioErr classifies a local file-system failure.
+func (a *Archive) ioErr(err error, format string, args ...any) error {
+	return mailerr.E(mailerr.ErrLocalIO, err, format, args...)
+}
+
+// damaged wraps an inconsistency repair cannot fix.
+func (a *Archive) damaged(err error, folder string) error {
+	if !errors.Is(err, ErrCorrupt) {
+		if errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist) {
+			return a.ioErr(err, "read archive %s", a.root)
+		}
+		err = fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	where := "archive " + a.root
+	if folder != "" {
+		where = fmt.Sprintf("folder %q of archive %s", folder, a.root)
+	}
+	return mailerr.E(mailerr.ErrDamaged, err,
+		"%s is damaged; move it aside and fetch into a new archive, or restore it from a backup", where)
+}
+
+var _ Reader = (*Archive)(nil)
