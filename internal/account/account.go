@@ -59,6 +59,10 @@ const (
 	AuthPassword    AuthMethod = "password"    // LOGIN/PLAIN (IMAP), USER/PASS or APOP (POP3)
 	AuthXOAUTH2     AuthMethod = "xoauth2"     // token from a command
 	AuthOAUTHBEARER AuthMethod = "oauthbearer" // token from a command
+	// AuthAPOP is POP3's APOP challenge-response (pop3://...?auth=apop):
+	// the password never crosses the wire, which matters only without TLS.
+	// Used only when asked for, and then never downgraded to USER/PASS.
+	AuthAPOP AuthMethod = "apop"
 )
 
 // Account is everything needed to connect and log in.
@@ -199,8 +203,13 @@ func ParseURL(raw string, opt ParseOptions) (*Account, error) {
 		a.Auth = AuthXOAUTH2
 	case AuthOAUTHBEARER:
 		a.Auth = AuthOAUTHBEARER
+	case AuthAPOP:
+		if a.Protocol != POP3 {
+			return nil, bad("auth=apop is a POP3 method; use password, xoauth2 or oauthbearer")
+		}
+		a.Auth = AuthAPOP
 	default:
-		return nil, bad("auth=%q: use password, xoauth2 or oauthbearer", q.Get("auth"))
+		return nil, bad("auth=%q: use password, xoauth2 or oauthbearer (POP3 also apop)", q.Get("auth"))
 	}
 	if a.Security == StartTLS && q.Get("tls") == "" && IsLoopback(a.Host) {
 		// Local servers (test beds, SSH tunnels, bridges) rarely have a

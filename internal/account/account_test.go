@@ -33,6 +33,8 @@ func TestParseURL(t *testing.T) {
 		{raw: "imap://me%40example.org@mail.example.org", proto: IMAP, sec: StartTLS, host: "mail.example.org", port: 143, wantUser: "me@example.org"},
 		{raw: "imaps://me@outlook.office365.com?auth=xoauth2", proto: IMAP, sec: ImplicitTLS, host: "outlook.office365.com", port: 993, auth: AuthXOAUTH2, wantUser: "me"},
 		{raw: "imap://me@mail.example.org?tls=none", plainOK: true, proto: IMAP, sec: Plain, host: "mail.example.org", port: 143, wantUser: "me"},
+		{raw: "pop3://me@pop.example.org?auth=apop", proto: POP3, sec: StartTLS, host: "pop.example.org", port: 110, auth: AuthAPOP, wantUser: "me"},
+		{raw: "imaps://me@mail.example.org?auth=apop", wantErr: "POP3 method"},
 		{raw: "imap://me@mail.example.org?tls=none", wantErr: "plaintext"},
 		{raw: "imaps://me:hunter2@mail.example.org", wantErr: "password in the URL"},
 		{raw: "ftp://me@mail.example.org", wantErr: "unknown scheme"},
