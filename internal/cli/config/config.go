@@ -32,16 +32,6 @@ const (
 	KindMigrate Kind = "migrate" // source → archive → target, then verify
 )
 
-// UnmarshalText implements encoding.TextUnmarshaler so a bad kind is
-// reported at its line.
-func (k *Kind) UnmarshalText(b []byte) error {
-	switch v := Kind(strings.ToLower(string(b))); v {
-	case KindFetch, KindRestore, KindMigrate:
-		*k = v
-		return nil
-	}
-	return fmt.Errorf("kind %q: use fetch, restore or migrate", string(b))
-}
 
 // Config is one configuration file.
 type Config struct {
@@ -303,8 +293,13 @@ func (c *Config) check(perm fs.FileMode) error {
 }
 
 func (j *Job) check(perm fs.FileMode) error {
-	if j.Kind == "" {
+	switch k := Kind(strings.ToLower(string(j.Kind))); k {
+	case "":
 		j.Kind = j.inferKind()
+	case KindFetch, KindRestore, KindMigrate:
+		j.Kind = k
+	default:
+		return j.Errorf("kind", "kind %q: use fetch, restore or migrate", string(j.Kind))
 	}
 	if j.Kind == "" {
 		return j.Errorf("", "job has neither source nor target; set source (fetch), target (restore) or both (migrate)")
