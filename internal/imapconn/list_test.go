@@ -1,0 +1,114 @@
+package imapconn
+
+import (
+	"testing"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+func TestArchiveNameRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		server  string
+		delim   rune
+		prefix  string
+		archive string
+	}{
+		{"INBOX", '/', "", "INBOX"},
+		{"inbox", '.', "", "INBOX"},
+		{"Work/2024", '/', "", "Work/2024"},
+		{"Work.2024", '.', "", "Work/2024"},
+		{"INBOX.Sent", '.', "INBOX.", "Sent"},
+		{"INBOX.Work.2024", '.', "INBOX.", "Work/2024"},
+		{"a/b.c", '.', "", "a\u2215b/c"}, // "/" inside a component on a "." server
+		{"Entwürfe", '/', "", "Entwürfe"},
+		{"flat", 0, "", "flat"},
+		{"INBOX/Sub", '/', "", "INBOX/Sub"},
+	} {
+		if got := ArchiveName(tc.server, tc.delim, tc.prefix); got != tc.archive {
+			t.Errorf("ArchiveName(%q, %q, %q) = %q, want %q", tc.server, tc.delim, tc.prefix, got, tc.archive)
+		}
+		back := ServerName(tc.archive, tc.delim, tc.prefix)
+		want := tc.server
+		if want == "inbox" {
+			want = "INBOX"
+		}
+		if back != want {
+			t.Errorf("ServerName(%q, %q, %q) = %q, want %q", tc.archive, tc.delim, tc.prefix, back, want)
+		}
+	}
+}
+
+func TestWellKnownNames(t *testing.T) {
+	boxes := []Mailbox{
+		{Name: "INBOX", Delim: '.'},
+		{Name: "INBOX.Sent Items", Delim: '.'},
+		{Name: "INBOX.Sent", Delim: '.'}, // "Sent" is preferred over "Sent Items"
+		{Name: "INBOX.Deleted Items", Delim: '.'},
+		{Name: "INBOX.Junk", Delim: '.', SpecialUse: ""},
+		{Name: "INBOX.Spam", Delim: '.', SpecialUse: SpecialJunk}, // attribute wins over a name
+		{Name: "INBOX.Archive", Delim: '.', NoSelect: true},       // a \Noselect folder never gets one
+		{Name: "INBOX.[Gmail].All Mail", Delim: '.'},
+	}
+	assignWellKnown(boxes, "INBOX.")
+	want := map[string]string{
+		"INBOX": "", "INBOX.Sent Items": "", "INBOX.Sent": SpecialSent, "INBOX.Deleted Items": SpecialTrash,
+		"INBOX.Junk": "", "INBOX.Spam": SpecialJunk, "INBOX.Archive": "", "INBOX.[Gmail].All Mail": SpecialAll,
+	}
+	for _, m := range boxes {
+		if m.SpecialUse != want[m.Name] {
+			t.Errorf("%s: special use %q, want %q", m.Name, m.SpecialUse, want[m.Name])
+		}
+	}
+}
+
+func TestSupportedStatusDropsUnsupported(t *testing.T) {
+	c := &Conn{Caps: imap.CapSet{imap.CapIMAP4rev1: {}}}
+	o := c.SupportedStatus(&imap.StatusOptions{NumMessages: true, HighestModSeq: true, Size: true, NumRecent: true})
+	if !o.NumMessages || o.HighestModSeq || o.Size || o.NumRecent {
+		t.Errorf("got %+v", o)
+	}
+	c.Caps[imap.CapCondStore] = struct{}{}
+	c.Caps[imap.CapStatusSize] = struct{}{}
+	o = c.SupportedStatus(&imap.StatusOptions{HighestModSeq: true, Size: true})
+	if !o.HighestModSeq || !o.Size {
+		t.Errorf("got %+v", o)
+	}
+}
+
+func TestStreamParserLiteralsAndTags(t *testing.T) {
+	var lines []line
+	var p streamParser
+	input := "* 1 FETCH (UID 7 BODY[] {12}\r\nhello\r\nworld)\r\n" +
+		"T3 OK done\r\n" + "* 2 FETCH (BODY[] {0}\r\n)\r\n"
+	// Feed byte by byte: boundaries must not matter.
+	for i := 0; i < len(input); i++ {
+		p.feed([]byte{input[i]}, func(l line) error {
+			l.head = append([]byte(nil), l.head...)
+			lines = append(lines, l)
+			return nil
+		})
+	}
+	if len(lines) != 5 {
+		t.Fatalf("got %d lines: %+v", len(lines), lines)
+	}
+	if string(lines[0].head) != "* 1 FETCH (UID 7 BODY[] {12}" || lines[0].literal != 12 {
+		t.Errorf("line 0: %+v", lines[0])
+	}
+	if !lines[1].continued || lines[1].litBefore != 12 || string(lines[1].head) != ")" {
+		t.Errorf("line 1 (after the literal): %+v %q", lines[1], lines[1].head)
+	}
+	if tag, ok := responseTag(lines[2].head); !ok || tag != "T3" {
+		t.Errorf("line 2 tag %q %v", tag, ok)
+	}
+	if lines[3].literal != 0 || string(lines[4].head) != ")" {
+		t.Errorf("zero-length literal: %+v %+v", lines[3], lines[4])
+	}
+}
+
+func TestLiteralSize(t *testing.T) {
+	for in, want := range map[string]int64{"{5}": 5, "x {123+}": 123, "{7-}": 7, "{}": 0, "text }": 0, "{-1}": 0, "{9x}": 0} {
+		if got := literalSize([]byte(in)); got != want {
+			t.Errorf("literalSize(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
