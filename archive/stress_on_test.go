@@ -1,0 +1,5 @@
+//go:build stress
+
+package archive
+
+const stressTest = true
