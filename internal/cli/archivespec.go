@@ -18,7 +18,9 @@ func archiveSpec(spec string) (string, error) {
 	format, path, err := archive.ParseSpec(spec)
 	if err != nil {
 		if errors.Is(err, archive.ErrBadSpec) {
-			return "", mailerr.E(mailerr.ErrUsage, nil, "%s", strings.TrimPrefix(err.Error(), "archive: "))
+			// The message already says what is wrong; drop the sentinel's text.
+			msg := strings.TrimSuffix(err.Error(), ": "+archive.ErrBadSpec.Error())
+			return "", mailerr.E(mailerr.ErrUsage, nil, "%s", msg)
 		}
 		return "", mailerr.E(mailerr.ErrUsage, err, "bad archive %q", spec)
 	}

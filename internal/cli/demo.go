@@ -10,7 +10,8 @@ func (a *app) demoCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Show mailark at work on embedded servers (no network, nothing to set up)",
-		Args:  exactArgs(),
+		Example: `  mailark demo`,
+		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			a.begin()
 			return a.runDemo(cmd.Context())

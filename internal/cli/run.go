@@ -241,9 +241,14 @@ func resolve(dir, p string) string {
 }
 
 // resolveSpec applies resolve to the PATH of maildir:PATH / mbox:PATH.
+// Another FORMAT: prefix is left alone for archiveSpec to reject.
 func resolveSpec(dir, spec string) string {
-	if kind, path, ok := strings.Cut(spec, ":"); ok && (kind == "maildir" || kind == "mbox") {
+	kind, path, ok := strings.Cut(spec, ":")
+	switch {
+	case ok && (kind == "maildir" || kind == "mbox"):
 		return kind + ":" + resolve(dir, path)
+	case ok && kind != "" && !strings.ContainsAny(kind, `/\.~`):
+		return spec
 	}
 	return resolve(dir, spec)
 }
