@@ -250,7 +250,9 @@ func TestRetryOnNetworkErrorsOnly(t *testing.T) {
 	}
 }
 
-func netErr() error { return mailerr.E(mailerr.ErrNetwork, errors.New("connection reset by peer"), "fetch INBOX") }
+func netErr() error {
+	return mailerr.E(mailerr.ErrNetwork, errors.New("connection reset by peer"), "fetch INBOX")
+}
 
 func TestTargetPasswordFallback(t *testing.T) {
 	dir := t.TempDir()
@@ -344,7 +346,9 @@ func TestMigrateSteps(t *testing.T) {
 		t.Errorf("auth failure: code %d calls %v", r.code, eng.calls)
 	}
 	eng.calls = nil
-	eng.fetch = func(FetchRequest) (Stats, error) { return Stats{}, mailerr.E(mailerr.ErrPartial, nil, "1 folder failed") }
+	eng.fetch = func(FetchRequest) (Stats, error) {
+		return Stats{}, mailerr.E(mailerr.ErrPartial, nil, "1 folder failed")
+	}
 	r = runCLI(t, eng, false, "migrate", "--archive", "maildir:"+arch, "pop3s://me@old", "imaps://me@new")
 	if r.code != mailerr.ExitPartial || len(eng.calls) != 3 {
 		t.Errorf("partial fetch: code %d calls %v", r.code, eng.calls)

@@ -8,8 +8,8 @@ import (
 
 func (a *app) demoCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "demo",
-		Short: "Show mailark at work on embedded servers (no network, nothing to set up)",
+		Use:     "demo",
+		Short:   "Show mailark at work on embedded servers (no network, nothing to set up)",
 		Example: `  mailark demo`,
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -32,7 +32,6 @@ const (
 	KindMigrate Kind = "migrate" // source → archive → target, then verify
 )
 
-
 // Config is one configuration file.
 type Config struct {
 	// Path is the file it was read from.
