@@ -1,0 +1,31 @@
+# mailark build and test entry points. `make test` is what CI runs (.ci/run).
+
+GO ?= go
+BIN := bin/mailark
+
+.PHONY: all build test test-stress demo lint
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/mailark
+
+# Every test. Integration tests start private Dovecot instances; as root they
+# install Dovecot (dovecot-imapd, dovecot-pop3d) when it is missing.
+test:
+	$(GO) vet ./... && $(GO) test -count=1 -timeout 30m ./...
+
+# The same tests with the long-running stress cases compiled in.
+test-stress:
+	$(GO) test -count=1 -tags stress -timeout 60m ./...
+
+# The whole story on embedded servers: no setup, no network.
+demo:
+	$(GO) run ./cmd/mailark demo
+
+lint:
+	@unformatted="$$(gofmt -l .)"; \
+	if [ -n "$$unformatted" ]; then \
+		echo "gofmt -l found unformatted files:"; echo "$$unformatted"; exit 1; \
+	fi
+	$(GO) vet ./...
