@@ -15,11 +15,11 @@ import (
 // coreEngine drives mailark's archive, fetch and restore packages.
 type coreEngine struct{}
 
-// notBuilt is the honest answer for an operation whose core package is
-// not part of this build yet.
-func notBuilt(op string) error {
-	return fmt.Errorf("%s is not available in this build of mailark yet", op)
-}
+// errNotBuilt marks an operation whose core package is not part of this
+// build yet; notBuilt is the honest answer in its place.
+var errNotBuilt = errors.New("not available in this build of mailark yet")
+
+func notBuilt(op string) error { return fmt.Errorf("%s is %w", op, errNotBuilt) }
 
 func (coreEngine) Fetch(ctx context.Context, req FetchRequest) (Stats, error) {
 	return Stats{}, notBuilt("fetch")

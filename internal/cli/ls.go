@@ -85,7 +85,7 @@ func writeListing(w io.Writer, l Listing) error {
 		}
 		fmt.Fprintln(tw, row)
 	}
-	total := fmt.Sprintf("total: %d folders\t\t%d\t%s", len(l.Folders), msgs, humanBytes(size))
+	total := fmt.Sprintf("total: %s\t\t%d\t%s", plural(int64(len(l.Folders)), "folder", "folders"), msgs, humanBytes(size))
 	if !l.Foreign {
 		total += "\t\t"
 	}

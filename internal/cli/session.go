@@ -55,6 +55,7 @@ type session struct {
 	console     *termbar.Console
 	out         outputFlags
 	interactive bool // stderr is a terminal
+	narrate     bool // summaries whatever the terminal (demo)
 	logger      *slog.Logger
 	logFile     *os.File
 
@@ -151,9 +152,10 @@ func (warnOnly) Done()                      {}
 
 // summary prints a human line on stdout for a person at a terminal.
 func (s *session) summary(format string, args ...any) {
-	if !s.interactive || s.out.Quiet || s.out.JSON {
+	if !(s.interactive || s.narrate) || s.out.Quiet || s.out.JSON {
 		return
 	}
+	s.console.ClearLine()
 	fmt.Fprintf(s.stdout, format+"\n", args...)
 }
 

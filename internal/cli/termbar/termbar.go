@@ -53,8 +53,9 @@ func (c *Console) Println(line string) {
 	io.WriteString(c.w, strings.TrimRight(line, "\n")+"\n")
 }
 
-// clearLine wipes the bar's line (after the bar finished).
-func (c *Console) clearLine() {
+// ClearLine wipes a bar's line, before something else is printed on the
+// terminal (stdout shares it).
+func (c *Console) ClearLine() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.bar {
@@ -205,7 +206,7 @@ func (d *Display) Close() {
 		// goroutine progressbar runs for an unknown total.
 		_ = d.bar.Finish()
 	}
-	d.console.clearLine()
+	d.console.ClearLine()
 }
 
 // Counts returns messages done and the totals announced so far.
