@@ -127,4 +127,8 @@ type SyncState struct {
 	HighestModSeq uint64    `json:"highest_modseq,omitempty"` // CONDSTORE position for flag sync
 	LastSync      time.Time `json:"last_sync,omitzero"`       // last successful run
 	Gone          bool      `json:"gone,omitempty"`           // folder no longer on the server
+	// UIDLAliases maps POP3 UIDLs to the archive key of the message they
+	// name when that message was archived under another UIDL (a server
+	// that regenerated its UIDLs). Only UIDLs still on the server are kept.
+	UIDLAliases map[string]string `json:"uidl_aliases,omitempty"`
 }

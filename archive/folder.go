@@ -104,7 +104,21 @@ func (f *Folder) loadState() error {
 	if err := json.Unmarshal(data, &f.state); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrCorrupt, f.statePath(), err)
 	}
+	var ok1, ok2, ok3 bool
+	f.state.Source, ok1 = decodeLossless(f.state.Source)
+	f.state.ServerName, ok2 = decodeLossless(f.state.ServerName)
+	f.state.Delimiter, ok3 = decodeLossless(f.state.Delimiter)
+	if !ok1 || !ok2 || !ok3 {
+		return fmt.Errorf("%w: %s: bad encoded string", ErrCorrupt, f.statePath())
+	}
 	return nil
+}
+
+// encodeState returns state.json's content.
+func encodeState(s SyncState) ([]byte, error) {
+	s.Source, s.ServerName, s.Delimiter = encodeLossless(s.Source), encodeLossless(s.ServerName), encodeLossless(s.Delimiter)
+	data, err := json.MarshalIndent(s, "", "  ")
+	return append(data, '\n'), err
 }
 
 // Info describes the folder as committed.
@@ -259,11 +273,11 @@ func (f *Folder) Commit() error {
 		f.stagedFlags = f.stagedFlags[:0]
 	}
 	if f.stateDirty {
-		data, err := json.MarshalIndent(f.state, "", "  ")
+		data, err := encodeState(f.state)
 		if err != nil {
 			return err
 		}
-		if err := writeFileAtomic(f.statePath(), append(data, '\n')); err != nil {
+		if err := writeFileAtomic(f.statePath(), data); err != nil {
 			return f.a.ioErr(err, "commit folder %q: writing sync state", f.name)
 		}
 		f.stateDirty = false

@@ -109,15 +109,16 @@ var systemFlags = map[string]string{
 }
 
 // normalizeFlags returns the flag set as stored: system flags in their
-// canonical spelling, \Recent and empty strings dropped, duplicates
+// canonical spelling, \Recent, empty strings and strings with spaces or
+// control characters (which no IMAP flag can hold) dropped, duplicates
 // (case-insensitive, as IMAP compares flags) removed, sorted.
 func normalizeFlags(flags []string) []string {
 	seen := map[string]bool{}
 	out := make([]string, 0, len(flags))
 	for _, f := range flags {
 		f = strings.TrimSpace(f)
-		if f == "" || strings.EqualFold(f, `\Recent`) {
-			continue
+		if f == "" || strings.EqualFold(f, `\Recent`) || strings.ContainsFunc(f, isSpaceOrControl) {
+			continue // flags are atoms: no flag from a server holds these
 		}
 		if canon, ok := systemFlags[strings.ToLower(f)]; ok {
 			f = canon
@@ -130,6 +131,8 @@ func normalizeFlags(flags []string) []string {
 	slices.Sort(out)
 	return out
 }
+
+func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
 
 // isAtom reports whether a keyword can be written into a file name table
 // or a header line as is (RFC 3501 atom characters, no backslash).

@@ -45,6 +45,20 @@ type record struct {
 	Disk int64 `json:"disk,omitempty"`
 }
 
+// encodeStrings returns a copy whose server-given strings survive JSON.
+func (r record) encodeStrings() record {
+	r.MID, r.UIDL, r.Flags = encodeLossless(r.MID), encodeLossless(r.UIDL), encodeLosslessAll(r.Flags)
+	return r
+}
+
+func (r *record) decodeStrings() bool {
+	var ok1, ok2, ok3 bool
+	r.MID, ok1 = decodeLossless(r.MID)
+	r.UIDL, ok2 = decodeLossless(r.UIDL)
+	r.Flags, ok3 = decodeLosslessAll(r.Flags)
+	return ok1 && ok2 && ok3
+}
+
 const (
 	opAdd   = "add"
 	opFlags = "flags"
@@ -170,6 +184,9 @@ func (idx *index) read(r io.Reader) (good int64, torn bool, err error) {
 		var rec record
 		if err := json.Unmarshal(line, &rec); err != nil {
 			return good, false, fmt.Errorf("%w: index line %d: %v", ErrCorrupt, lineNo, err)
+		}
+		if !rec.decodeStrings() {
+			return good, false, fmt.Errorf("%w: index line %d: bad encoded string", ErrCorrupt, lineNo)
 		}
 		if err := idx.apply(&rec); err != nil {
 			return good, false, fmt.Errorf("%w: index line %d: %v", ErrCorrupt, lineNo, err)
@@ -344,7 +361,8 @@ func (ixf *indexFile) appendRecords(recs []record) error {
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	for i := range recs {
-		if err := enc.Encode(&recs[i]); err != nil {
+		rec := recs[i].encodeStrings()
+		if err := enc.Encode(&rec); err != nil {
 			return err
 		}
 	}

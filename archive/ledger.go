@@ -92,7 +92,11 @@ func (l *Ledger) load() error {
 			return mailerr.E(mailerr.ErrLocalIO, err, "read ledger %s", l.path)
 		}
 		var e LedgerEntry
-		if err := json.Unmarshal(line, &e); err != nil {
+		err = json.Unmarshal(line, &e)
+		if err == nil {
+			err = e.decodeStrings()
+		}
+		if err != nil {
 			return mailerr.E(mailerr.ErrDamaged, fmt.Errorf("%w: line %d: %v", ErrCorrupt, n, err),
 				"restore ledger %s is damaged; move it aside (the next restore then checks the target for every message)", l.path)
 		}
@@ -135,7 +139,7 @@ func (l *Ledger) Record(entries ...LedgerEntry) error {
 		if e.At.IsZero() {
 			e.At = now
 		}
-		if err := enc.Encode(e); err != nil {
+		if err := enc.Encode(e.encodeStrings()); err != nil {
 			return err
 		}
 	}
@@ -164,4 +168,20 @@ func (l *Ledger) Close() error {
 	err := l.f.Close()
 	l.f = nil
 	return errors.Join(err, l.lock.Unlock())
+}
+
+func (e LedgerEntry) encodeStrings() LedgerEntry {
+	e.Folder, e.Key, e.TargetFolder = encodeLossless(e.Folder), encodeLossless(e.Key), encodeLossless(e.TargetFolder)
+	return e
+}
+
+func (e *LedgerEntry) decodeStrings() error {
+	var ok1, ok2, ok3 bool
+	e.Folder, ok1 = decodeLossless(e.Folder)
+	e.Key, ok2 = decodeLossless(e.Key)
+	e.TargetFolder, ok3 = decodeLossless(e.TargetFolder)
+	if !ok1 || !ok2 || !ok3 {
+		return errors.New("bad encoded string")
+	}
+	return nil
 }

@@ -16,7 +16,8 @@ import (
 //
 // The natural escaping (escapeComponent) is injective and reversible
 // (unescapeComponent): it writes %XX (upper-case hex) for every byte it
-// does not keep, and '%' itself is always escaped. Two further rewrites,
+// does not keep, '%' itself is always escaped, and an empty component is
+// a lone "%". Two further rewrites,
 // done by the registry and recorded in folders.json, keep distinct names
 // apart where the file system cannot: a suffix "%%N" for a name whose path
 // equals another's under case folding (macOS, Windows, a copy to a USB
@@ -32,8 +33,16 @@ const maxComponent = 200
 // under PATH_MAX even for a long root.
 const maxPath = 3000
 
+// emptyComponent is the escaped form of an empty component: a lone '%'
+// is never produced for anything else, since an escaped '%' is always
+// followed by two hex digits.
+const emptyComponent = "%"
+
 // escapeComponent escapes one folder-name component for format f.
 func escapeComponent(c string, f Format) string {
+	if c == "" {
+		return emptyComponent
+	}
 	var b strings.Builder
 	for i := 0; i < len(c); {
 		r, size := utf8.DecodeRuneInString(c[i:])
@@ -127,6 +136,9 @@ func reservedName(s string, f Format) bool {
 // unescapeComponent reverses escapeComponent. It fails on input the
 // natural escaping cannot have produced.
 func unescapeComponent(s string) (string, error) {
+	if s == emptyComponent {
+		return "", nil
+	}
 	if !strings.Contains(s, "%") {
 		return s, nil
 	}
@@ -156,18 +168,13 @@ func unhex(c byte) byte {
 }
 
 // splitName splits an archive folder name into its components. Empty
-// components ("a//b", "/a", "a/") have no file-system form and are refused.
+// components ("/etc/x" from a server whose names start with the
+// delimiter, "a//b") are kept: they escape to "%".
 func splitName(name string) ([]string, error) {
 	if name == "" {
 		return nil, fmt.Errorf("%w: empty folder name", ErrBadName)
 	}
-	parts := strings.Split(name, "/")
-	for _, p := range parts {
-		if p == "" {
-			return nil, fmt.Errorf("%w: %q has an empty component", ErrBadName, name)
-		}
-	}
-	return parts, nil
+	return strings.Split(name, "/"), nil
 }
 
 // shortenComponent cuts an escaped component that is too long for a file

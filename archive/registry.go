@@ -56,7 +56,12 @@ func loadRegistry(file string, f Format) (*registry, error) {
 	if r.Version != registryVersion {
 		return nil, fmt.Errorf("%s: unknown version %d (written by a newer mailark?)", file, r.Version)
 	}
-	for _, rec := range r.Folders {
+	for i, rec := range r.Folders {
+		name, ok := decodeLossless(rec.Name)
+		if !ok {
+			return nil, fmt.Errorf("%s: bad encoded folder name %q", file, rec.Name)
+		}
+		r.Folders[i].Name = name
 		if !validRelPath(rec.Path) || (rec.ID != "" && !validID(rec.ID)) {
 			return nil, fmt.Errorf("%s: folder %q has an unsafe path %q", file, rec.Name, rec.Path)
 		}
@@ -83,7 +88,13 @@ func (r *registry) reindex() {
 }
 
 func (r *registry) save(file string) error {
-	data, err := json.MarshalIndent(r, "", "  ")
+	out := *r
+	out.Folders = make([]folderRecord, len(r.Folders))
+	for i, rec := range r.Folders {
+		rec.Name = encodeLossless(rec.Name)
+		out.Folders[i] = rec
+	}
+	data, err := json.MarshalIndent(&out, "", "  ")
 	if err != nil {
 		return err
 	}
