@@ -111,12 +111,31 @@ func (f *Folder) loadState() error {
 	if !ok1 || !ok2 || !ok3 {
 		return fmt.Errorf("%w: %s: bad encoded string", ErrCorrupt, f.statePath())
 	}
+	if len(f.state.UIDLAliases) > 0 {
+		aliases := make(map[string]string, len(f.state.UIDLAliases))
+		for k, v := range f.state.UIDLAliases {
+			dk, ok1 := decodeLossless(k)
+			dv, ok2 := decodeLossless(v)
+			if !ok1 || !ok2 {
+				return fmt.Errorf("%w: %s: bad encoded UIDL", ErrCorrupt, f.statePath())
+			}
+			aliases[dk] = dv
+		}
+		f.state.UIDLAliases = aliases
+	}
 	return nil
 }
 
 // encodeState returns state.json's content.
 func encodeState(s SyncState) ([]byte, error) {
 	s.Source, s.ServerName, s.Delimiter = encodeLossless(s.Source), encodeLossless(s.ServerName), encodeLossless(s.Delimiter)
+	if len(s.UIDLAliases) > 0 {
+		aliases := make(map[string]string, len(s.UIDLAliases))
+		for k, v := range s.UIDLAliases {
+			aliases[encodeLossless(k)] = encodeLossless(v)
+		}
+		s.UIDLAliases = aliases
+	}
 	data, err := json.MarshalIndent(s, "", "  ")
 	return append(data, '\n'), err
 }

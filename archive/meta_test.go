@@ -60,6 +60,7 @@ func TestStateRoundTrip(t *testing.T) {
 			Source: "imaps://user@example.org", ServerName: "Entw\u00fcrfe/\xff raw", Delimiter: "/",
 			UIDValidity: 1700000001, LastUID: 4242, HighestModSeq: 1 << 40,
 			LastSync: time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC), Gone: true,
+			UIDLAliases: map[string]string{"new-\xfe": "old-key", "a": "b"},
 		}
 		fo.SetState(want)
 		if got := fo.State(); !reflect.DeepEqual(got, want) {

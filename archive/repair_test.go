@@ -25,7 +25,9 @@ func writeOne(t *testing.T, f Format, dir string, bodies ...string) (*Archive, *
 	return a, fo
 }
 
-func indexPath(dir string) string { return filepath.Join(dir, ".mailark", "folders", "0001", "index.jsonl") }
+func indexPath(dir string) string {
+	return filepath.Join(dir, ".mailark", "folders", "0001", "index.jsonl")
+}
 
 func TestTornIndexLineDropped(t *testing.T) {
 	eachFormat(t, func(t *testing.T, f Format) {
