@@ -14,6 +14,19 @@
 // installs the Debian packages dovecot-imapd and dovecot-pop3d when Dovecot
 // is missing and the test runs as root; otherwise the test is skipped (or
 // fails when the environment variable CI is "true").
+//
+// Typical use:
+//
+//	s := testbed.Start(t)
+//	user := s.AddUser(t, "alice")
+//	seed := testbed.GenMessages(1, 500, testbed.GenOptions{Folders: []string{"INBOX", "Sent", "Work/2024"}})
+//	s.Import(t, user, seed)
+//	// ... run the code under test against s.URL("imaps", user), password
+//	// testbed.Password, CA file s.CAFile ...
+//	got := s.Fetch(t, user, "INBOX") // bytes exactly as IMAP serves them
+//
+// Fetch, Status and Folders read through doveadm rather than IMAP, so they
+// neither set \Seen nor depend on the IMAP code being tested.
 package testbed
 
 import (
