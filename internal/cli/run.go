@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -234,10 +235,26 @@ func resultLabel(r *jobResult) string {
 // resolve makes a path from a config file relative to the file's
 // directory; ~/ is the home directory.
 func resolve(dir, p string) string {
-	if p == "" || filepath.IsAbs(p) || p == "~" || strings.HasPrefix(p, "~/") {
+	switch {
+	case p == "" || filepath.IsAbs(p):
 		return p
+	case p == "~" || strings.HasPrefix(p, "~/"):
+		return expandHome(p)
 	}
 	return filepath.Join(dir, p)
+}
+
+// expandHome replaces a leading ~/ with the home directory (a shell does
+// not, in --log-file=~/x or in a config file).
+func expandHome(p string) string {
+	if p != "~" && !strings.HasPrefix(p, "~/") {
+		return p
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return p
+	}
+	return filepath.Join(home, strings.TrimPrefix(p, "~"))
 }
 
 // resolveSpec applies resolve to the PATH of maildir:PATH / mbox:PATH.

@@ -80,7 +80,7 @@ func newSession(env *Env, out outputFlags) (*session, error) {
 	if out.LogFile != "" {
 		// O_APPEND per run: logrotate may move the file between runs
 		// and the next run starts a new one.
-		f, err := os.OpenFile(out.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		f, err := os.OpenFile(expandHome(out.LogFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 		if err != nil {
 			return nil, mailerr.E(mailerr.ErrUsage, err, "cannot open --log-file")
 		}
