@@ -74,8 +74,8 @@ type Display struct {
 	totalBytes int64
 	totalMsgs  int64
 	doneMsgs   int64
-	label      string // of the account that reported last
-	folder     string
+	label      string            // of the account that reported last
+	folders    map[string]string // label → its current folder
 	closed     bool
 }
 
@@ -138,6 +138,7 @@ func (d *Display) newBar() *progressbar.ProgressBar {
 		progressbar.OptionSetWriter(d.console),
 		progressbar.OptionSetDescription(d.description()),
 		progressbar.OptionShowBytes(true),
+		progressbar.OptionShowCount(),
 		progressbar.OptionUseIECUnits(true),
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionSetPredictTime(true),
@@ -149,7 +150,10 @@ func (d *Display) newBar() *progressbar.ProgressBar {
 func (d *Display) folderChanged(label, name string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.label, d.folder = label, name
+	if d.folders == nil {
+		d.folders = map[string]string{}
+	}
+	d.label, d.folders[label] = label, name
 	d.describe()
 }
 
@@ -181,8 +185,8 @@ func (d *Display) describe() {
 func (d *Display) description() string {
 	var b strings.Builder
 	b.WriteString(d.label)
-	if d.folder != "" {
-		b.WriteString(" " + truncate(d.folder, 30))
+	if f := d.folders[d.label]; f != "" {
+		b.WriteString(" " + truncate(f, 30))
 	}
 	if d.totalMsgs > 0 {
 		fmt.Fprintf(&b, " %d/%d msgs", d.doneMsgs, d.totalMsgs)
