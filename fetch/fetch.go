@@ -42,6 +42,21 @@ type Options struct {
 	Logger *slog.Logger
 
 	// POP3 specific options follow (owned by the POP3 source).
+
+	// Delete removes from the server every message that is durably in
+	// the archive (committed to the index), including messages archived
+	// by earlier runs.
+	Delete bool
+	// DeleteOlderThan, when positive, deletes only archived messages the
+	// archive first saw at least this long ago ("leave a copy on the
+	// server for 14 days"); it implies Delete for those.
+	DeleteOlderThan time.Duration
+	// MarkSeen stores POP3 messages with \Seen (POP3 has no flags).
+	MarkSeen bool
+	// POP3Window is the number of outstanding POP3 commands when the
+	// server offers PIPELINING: 0 means the default, 1 turns pipelining
+	// off (for measurements).
+	POP3Window int
 }
 
 // Defaults for zero Options fields.
@@ -65,6 +80,11 @@ type Result struct {
 	Duration       time.Duration   `json:"duration_ns"`
 	DryRun         bool            `json:"dry_run,omitempty"`
 	Planned        []PlannedFolder `json:"planned,omitempty"` // dry run only
+	// POP3: messages deleted from the server (dry run: would be deleted),
+	// and server messages found already archived under another UIDL or
+	// without one (compared by header and content, not fetched again).
+	Deleted    int `json:"deleted,omitempty"`
+	Duplicates int `json:"duplicates,omitempty"`
 }
 
 // PlannedFolder is what a dry run would fetch from one folder.

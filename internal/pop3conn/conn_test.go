@@ -141,8 +141,8 @@ func TestRetrByteExactPipelinedAndNot(t *testing.T) {
 				if !bytes.Equal(got[e.Num], want) {
 					t.Errorf("message %d (%s): got %d bytes, want %d; %.60q", e.Num, e.UIDL, len(got[e.Num]), len(want), got[e.Num])
 				}
-				if e.Size != int64(len(uidls[e.UIDL])) {
-					t.Errorf("message %d: LIST size %d, want %d", e.Num, e.Size, len(uidls[e.UIDL]))
+				if e.Size != int64(len(want)) {
+					t.Errorf("message %d: LIST size %d, want %d", e.Num, e.Size, len(want))
 				}
 			}
 			// The session is still in step after streaming.

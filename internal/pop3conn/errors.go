@@ -19,6 +19,7 @@ var ErrNoUIDL = errors.New("pop3: server does not support UIDL")
 // ReplyError is a server's "-ERR" answer to one command.
 type ReplyError struct {
 	Command string // the command, without secrets ("RETR 12")
+	Num     int    // the message number the command named (0: none)
 	Text    string // the server's text after -ERR, response code included
 }
 
@@ -86,6 +87,12 @@ func (c *Conn) serverRefused(op, text string) error {
 		return mailerr.E(mailerr.ErrServer, re, "%s has a temporary problem; try again later", c.acct.Addr())
 	}
 	return mailerr.E(mailerr.ErrServer, re, "%s refused %s", c.acct.Addr(), op)
+}
+
+// refusedMessage is the error for an -ERR to a command on one message
+// (it may have been deleted by another client since the listing).
+func (c *Conn) refusedMessage(re *ReplyError) error {
+	return mailerr.E(mailerr.ErrServer, re, "%s refused %s", c.acct.Addr(), re.Command)
 }
 
 // authError classifies a failed USER, PASS, APOP or AUTH: a refusal is

@@ -87,7 +87,7 @@ func (c *Conn) Dele(ctx context.Context, nums ...int) error {
 	var first error
 	err := c.pipeline(ctx, "DELE", nums, nil, false, func(num int, refused *ReplyError, _ *dotReader) error {
 		if refused != nil && first == nil {
-			first = c.serverRefused(refused.Command, refused.Text)
+			first = c.refusedMessage(refused)
 		}
 		return nil
 	})
@@ -100,7 +100,7 @@ func (c *Conn) Dele(ctx context.Context, nums ...int) error {
 func (c *Conn) multiLine(ctx context.Context, verb string, nums []int, extra []string, fn func(int, io.Reader) error) error {
 	return c.pipeline(ctx, verb, nums, extra, true, func(num int, refused *ReplyError, body *dotReader) error {
 		if refused != nil {
-			return c.serverRefused(refused.Command, refused.Text)
+			return c.refusedMessage(refused)
 		}
 		return fn(num, body)
 	})
@@ -150,7 +150,7 @@ func (c *Conn) pipeline(ctx context.Context, verb string, nums []int, extra []st
 		} else if i >= sent {
 			break
 		}
-		refused, body, err := c.readReply(br, multi, fmt.Sprintf("%s %d", verb, num))
+		refused, body, err := c.readReply(br, multi, verb, num)
 		if err != nil {
 			return c.streamFailed(ctx, err, verb, num)
 		}
@@ -172,7 +172,8 @@ func (c *Conn) pipeline(ctx context.Context, verb string, nums []int, extra []st
 
 // readReply reads one status line and, for a multi-line +OK, returns
 // the reader of its data.
-func (c *Conn) readReply(br *bufio.Reader, multi bool, cmd string) (*ReplyError, *dotReader, error) {
+func (c *Conn) readReply(br *bufio.Reader, multi bool, verb string, num int) (*ReplyError, *dotReader, error) {
+	cmd := fmt.Sprintf("%s %d", verb, num)
 	line, err := br.ReadSlice('\n')
 	if err != nil {
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -193,7 +194,7 @@ func (c *Conn) readReply(br *bufio.Reader, multi bool, cmd string) (*ReplyError,
 		if len(status) > 5 {
 			text = status[5:]
 		}
-		return &ReplyError{Command: cmd, Text: text}, nil, nil
+		return &ReplyError{Command: cmd, Num: num, Text: text}, nil, nil
 	}
 	return nil, nil, protocolError("reply to %s is neither +OK nor -ERR: %.80q", cmd, status)
 }

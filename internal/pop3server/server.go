@@ -530,6 +530,36 @@ func Wire(raw []byte) []byte {
 	return out.Bytes()
 }
 
+// WireSize is len(Wire(message)), counted without holding the message.
+func WireSize(r io.Reader) int64 {
+	var c unstuffCounter
+	WriteStuffed(&c, r, -1) //nolint:errcheck // the counter never fails
+	return c.n
+}
+
+// unstuffCounter counts what a client keeps of WriteStuffed output: every
+// byte but the stuffed dots. WriteStuffed writes a stuffing dot as a
+// write of its own, right at a line start.
+type unstuffCounter struct {
+	n         int64
+	lineStart bool
+	started   bool
+}
+
+func (c *unstuffCounter) Write(b []byte) (int, error) {
+	atStart := c.lineStart || !c.started
+	c.started = true
+	if atStart && len(b) == 1 && b[0] == '.' {
+		c.lineStart = false
+		return 1, nil
+	}
+	c.n += int64(len(b))
+	if len(b) > 0 {
+		c.lineStart = b[len(b)-1] == '\n'
+	}
+	return len(b), nil
+}
+
 // hookWriter is the session's output: it counts bytes and carries out
 // the DropAfter and StallAfter hooks.
 type hookWriter struct {

@@ -39,7 +39,7 @@ type Maildrop interface {
 // Info describes one message of a maildrop.
 type Info struct {
 	UIDL string
-	Size int64 // stored size, which LIST reports
+	Size int64 // size on the wire with CRLF line ends, which LIST reports
 }
 
 // MemStore is an in-memory Store. It is safe for concurrent use; tests
@@ -161,7 +161,7 @@ func (d *memDrop) Messages() []Info {
 	defer d.store.mu.Unlock()
 	out := make([]Info, len(d.msgs))
 	for i, m := range d.msgs {
-		out[i] = Info{UIDL: m.uidl, Size: int64(len(m.data))}
+		out[i] = Info{UIDL: m.uidl, Size: WireSize(bytes.NewReader(m.data))}
 	}
 	return out
 }
@@ -231,7 +231,12 @@ func (s *MaildirStore) Open(user string) (Maildrop, error) {
 				continue
 			}
 			uidl, _, _ := strings.Cut(e.Name(), ":")
-			d.files = append(d.files, maildirFile{path: filepath.Join(dir, e.Name()), info: Info{UIDL: uidl, Size: fi.Size()}})
+			path := filepath.Join(dir, e.Name())
+			size, err := fileWireSize(path)
+			if err != nil {
+				return nil, err
+			}
+			d.files = append(d.files, maildirFile{path: path, info: Info{UIDL: uidl, Size: size}})
 		}
 	}
 	sort.Slice(d.files, func(i, j int) bool { return d.files[i].info.UIDL < d.files[j].info.UIDL })
@@ -279,4 +284,13 @@ func (d *maildirDrop) Close() {
 func shortHash(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:4])
+}
+
+func fileWireSize(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return WireSize(f), nil
 }
