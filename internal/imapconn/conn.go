@@ -43,6 +43,7 @@ type Conn struct {
 
 	acct    *account.Account
 	wire    *wire
+	stream  net.Conn // the plaintext protocol stream imapclient uses (RawCommand writes to it)
 	stopCtx func() bool
 	trace   *tracer
 	closed  atomic.Bool
@@ -139,6 +140,7 @@ func (c *Conn) open(ctx context.Context, tlsConf *tls.Config, opt Options) error
 		w.expect(greetingTag)
 		stream = protoConn{Conn: rc, w: w}
 	}
+	c.stream = stream
 	c.Client = imapclient.New(stream, &imapclient.Options{
 		UnilateralDataHandler: opt.UnilateralDataHandler,
 	})
@@ -327,7 +329,7 @@ func (c *Conn) dead() bool {
 // Close logs out politely, waiting a few seconds at most, and closes the
 // connection. Safe to call more than once.
 func (c *Conn) Close() error {
-	if c.closed.Swap(true) {
+	if c == nil || c.closed.Swap(true) {
 		return nil
 	}
 	defer c.stopCtx()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -58,6 +59,10 @@ type wire struct {
 
 	client, server streamParser
 	trace          *tracer // nil: no trace
+
+	// rawCmd is the command sent with Conn.RawCommand whose answer is
+	// being taken off the stream, nil when imapclient reads it all.
+	rawCmd atomic.Pointer[rawDivert]
 }
 
 func newWire(raw net.Conn, timeout time.Duration, trace *tracer) *wire {
@@ -180,13 +185,18 @@ type protoConn struct {
 }
 
 func (c protoConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if n > 0 {
-		if perr := c.w.serverBytes(b[:n]); perr != nil {
-			return 0, c.w.fail(perr)
+	for {
+		n, err := c.Conn.Read(b)
+		if n > 0 {
+			if perr := c.w.serverBytes(b[:n]); perr != nil {
+				return 0, c.w.fail(perr)
+			}
+		}
+		// The answer to a raw command is not for imapclient (raw.go).
+		if m := c.w.divert(b, n, err); m > 0 || err != nil || n == 0 {
+			return m, err
 		}
 	}
-	return n, err
 }
 
 func (c protoConn) Write(b []byte) (int, error) {
