@@ -326,6 +326,20 @@ func (c *Conn) dead() bool {
 	}
 }
 
+// Abort cuts the connection at once and waits until imapclient's reader
+// has stopped. Use it after a message literal failed half-way: imapclient
+// (beta.8) would otherwise let the caller drain the rest of that literal
+// while its own reader goroutine reads the same buffer (a data race).
+func (c *Conn) Abort() {
+	if c == nil || c.Client == nil {
+		return
+	}
+	c.wire.fail(errAborted)
+	<-c.Client.Closed()
+}
+
+var errAborted = errors.New("connection aborted after a failed transfer")
+
 // Close logs out politely, waiting a few seconds at most, and closes the
 // connection. Safe to call more than once.
 func (c *Conn) Close() error {

@@ -1,0 +1,576 @@
+package fetch
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/mailark/mailark/archive"
+	"github.com/mailark/mailark/internal/account"
+	"github.com/mailark/mailark/internal/imapconn"
+	"github.com/mailark/mailark/internal/mailerr"
+	"github.com/mailark/mailark/internal/progress"
+)
+
+// IMAP backs up every selected folder of an IMAP account into arc, or,
+// with opt.DryRun, reports what it would fetch without writing anything.
+//
+// The server is never changed: folders are opened with EXAMINE and bodies
+// fetched with BODY.PEEK[]. Each folder resumes where the last run
+// stopped (UIDVALIDITY + last UID in the archive's sync state), flags
+// changed on the server since are copied (CONDSTORE when offered), and
+// folders that disappeared from the server stay in the archive, marked
+// gone and reported.
+//
+// Folders are spread over opt.Connections connections, biggest first.
+// A folder that fails (cannot be examined, keeps losing its connection)
+// is reported and the others continue; the error then wraps
+// mailerr.ErrPartial. Errors that concern the whole run (login, the
+// archive's disk) stop it. On cancellation, what is already durable stays
+// and the next run continues from there.
+func IMAP(ctx context.Context, a *account.Account, arc *archive.Archive, opt Options) (*Result, error) {
+	r := newIMAPRun(ctx, a, arc, opt)
+	defer r.cancel()
+	err := r.run()
+	r.res.Duration = time.Since(r.started)
+	return r.res, err
+}
+
+// Tuning of the fetch pipeline.
+const (
+	// batchMessages and batchBytes bound one UID FETCH command, and so
+	// the amount of work a Commit (one durable sync) covers.
+	batchMessages = 250
+	batchBytes    = 24 << 20
+	// pipelineDepth is how many batch FETCH commands one connection keeps
+	// in flight, so the server never waits for the client between them.
+	pipelineDepth = 3
+	// flagCommitEvery bounds the flag updates staged before a Commit.
+	flagCommitEvery = 2000
+)
+
+type imapRun struct {
+	ctx     context.Context
+	cancel  context.CancelFunc
+	acct    *account.Account
+	arc     *archive.Archive
+	opt     Options
+	log     *slog.Logger
+	prog    progress.Reporter
+	source  string
+	started time.Time
+
+	mu       sync.Mutex
+	res      *Result
+	fatal    error // an error that stops the whole run
+	failures int   // folders given up
+}
+
+func newIMAPRun(ctx context.Context, a *account.Account, arc *archive.Archive, opt Options) *imapRun {
+	if opt.Connections <= 0 {
+		opt.Connections = DefaultIMAPConnections
+	}
+	switch {
+	case opt.Retries == 0:
+		opt.Retries = DefaultRetries
+	case opt.Retries < 0:
+		opt.Retries = 0
+	}
+	r := &imapRun{
+		acct: a, arc: arc, opt: opt, log: opt.Logger, prog: opt.Progress,
+		source: a.String(), started: time.Now(),
+		res: &Result{Source: a.String(), DryRun: opt.DryRun},
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.prog == nil {
+		r.prog = progress.Discard
+	}
+	if arc != nil {
+		r.res.Archive = string(arc.Format()) + ":" + arc.Root()
+	}
+	r.ctx, r.cancel = context.WithCancel(ctx)
+	return r
+}
+
+// folderJob is one server folder selected for this run.
+type folderJob struct {
+	box    imapconn.Mailbox
+	name   string          // archive name
+	folder *archive.Folder // nil in a dry run when the archive lacks it
+	status *imap.StatusData
+	weight int64 // expected bytes to fetch: bigger folders start first
+	visit  bool  // needs EXAMINE (new messages, flag changes, first sync)
+}
+
+func (r *imapRun) run() error {
+	conn, err := imapconn.Dial(r.ctx, r.acct)
+	if err != nil {
+		return r.runError(err)
+	}
+	jobs, err := r.plan(conn)
+	if err != nil {
+		conn.Close()
+		return r.runError(err)
+	}
+	var visits []*folderJob
+	for _, j := range jobs {
+		if j.visit {
+			visits = append(visits, j)
+		} else if !r.opt.DryRun {
+			r.touch(j)
+		}
+	}
+	slices.SortStableFunc(visits, func(a, b *folderJob) int { return cmp.Compare(b.weight, a.weight) })
+	r.runWorkers(conn, visits) // closes conn
+	return r.finish()
+}
+
+// runError turns an error that ended the run into the returned error.
+func (r *imapRun) runError(err error) error {
+	if errors.Is(err, mailerr.ErrInterrupted) || r.ctx.Err() != nil {
+		return mailerr.E(mailerr.ErrInterrupted, err, "fetch from %s interrupted; what was fetched is kept, the next run continues", r.acct.Host)
+	}
+	return err
+}
+
+func (r *imapRun) finish() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fatal != nil {
+		return r.runError(r.fatal)
+	}
+	if r.ctx.Err() != nil {
+		return r.runError(r.ctx.Err())
+	}
+	if r.failures > 0 {
+		return mailerr.E(mailerr.ErrPartial, nil, "%d folder(s) of %s could not be fetched completely (see the warnings); the others are done, the next run retries",
+			r.failures, r.acct.Host)
+	}
+	return nil
+}
+
+// plan lists the server's folders, decides which to work on, records
+// them in the archive (unless dry run) and marks gone ones.
+func (r *imapRun) plan(conn *imapconn.Conn) ([]*folderJob, error) {
+	boxes, err := conn.ListStatus(r.ctx, &imap.StatusOptions{
+		NumMessages: true, UIDNext: true, UIDValidity: true, HighestModSeq: true, Size: true})
+	if err != nil {
+		return nil, err
+	}
+	listed := map[string]bool{} // archive names present on the server
+	byName := map[string]string{}
+	var jobs []*folderJob
+	for _, box := range boxes {
+		name := imapconn.ArchiveName(box.Name, box.Delim, conn.Prefix)
+		if box.NoSelect || name == "" {
+			continue
+		}
+		if other, dup := byName[name]; dup {
+			r.warn(fmt.Sprintf("server folders %q and %q both map to archive folder %q; skipping the second", other, box.Name, name))
+			r.countSkipped()
+			continue
+		}
+		byName[name] = box.Name
+		listed[name] = true
+		if !r.opt.Selected(name) || (r.opt.SkipAllMail && isAllMail(box, name)) {
+			r.countSkipped()
+			continue
+		}
+		jobs = append(jobs, &folderJob{box: box, name: name, status: box.Status})
+	}
+	if err := r.fillStatus(conn, jobs); err != nil {
+		return nil, err
+	}
+	kept := jobs[:0]
+	for _, j := range jobs {
+		if err := r.prepare(j); err != nil {
+			if isRunFatal(err) {
+				return nil, err
+			}
+			r.warn(fmt.Sprintf("folder %q skipped: %v", j.name, err))
+			r.countSkipped()
+			continue
+		}
+		kept = append(kept, j)
+	}
+	r.mu.Lock()
+	r.res.Folders = len(kept)
+	r.mu.Unlock()
+	if err := r.markGone(listed); err != nil {
+		return nil, err
+	}
+	return kept, nil
+}
+
+func isAllMail(box imapconn.Mailbox, name string) bool {
+	return box.SpecialUse == imapconn.SpecialAll || strings.EqualFold(name, "[Gmail]/All Mail") ||
+		strings.EqualFold(name, "[Google Mail]/All Mail")
+}
+
+// fillStatus asks STATUS for folders LIST-STATUS did not cover (servers
+// without it), all commands in flight at once: replies are matched by
+// name, so pipelining them is safe.
+func (r *imapRun) fillStatus(conn *imapconn.Conn, jobs []*folderJob) error {
+	opts := conn.SupportedStatus(&imap.StatusOptions{
+		NumMessages: true, UIDNext: true, UIDValidity: true, HighestModSeq: true, Size: true})
+	type pending struct {
+		job *folderJob
+		cmd interface {
+			Wait() (*imap.StatusData, error)
+		}
+	}
+	var cmds []pending
+	for _, j := range jobs {
+		if j.status == nil {
+			cmds = append(cmds, pending{j, conn.Client.Status(j.box.Name, opts)})
+		}
+	}
+	for _, p := range cmds {
+		st, err := p.cmd.Wait()
+		if err != nil {
+			if conn.Broken() {
+				return conn.Err(err, "asking folder status")
+			}
+			// The folder is listed but cannot be asked about: EXAMINE
+			// will tell what is wrong with it.
+			r.log.Debug("STATUS failed", "folder", p.job.box.Name, "err", err)
+			continue
+		}
+		p.job.status = st
+	}
+	return nil
+}
+
+// prepare loads the archive side of a folder and decides whether it needs
+// a visit.
+func (r *imapRun) prepare(j *folderJob) error {
+	f, err := r.arc.Folder(j.name)
+	switch {
+	case err == nil:
+		j.folder = f
+	case errors.Is(err, archive.ErrNoFolder):
+		if !r.opt.DryRun {
+			if f, err = r.arc.CreateFolder(j.name, j.box.SpecialUse); err != nil {
+				return err
+			}
+			j.folder = f
+			r.mu.Lock()
+			r.res.NewFolders = append(r.res.NewFolders, j.name)
+			r.mu.Unlock()
+		}
+	default:
+		return err
+	}
+	if j.folder != nil && j.box.SpecialUse != "" && j.folder.Info().SpecialUse != j.box.SpecialUse && !r.opt.DryRun {
+		if err := j.folder.SetSpecialUse(j.box.SpecialUse); err != nil {
+			return err
+		}
+	}
+	var st archive.SyncState
+	if j.folder != nil {
+		st = j.folder.State()
+	}
+	j.visit, j.weight = r.needsVisit(j, st)
+	return nil
+}
+
+// needsVisit decides from the folder's status (LIST-STATUS or STATUS)
+// and the archive's sync state whether the folder must be examined, and
+// estimates how many bytes it will bring.
+func (r *imapRun) needsVisit(j *folderJob, st archive.SyncState) (bool, int64) {
+	s := j.status
+	if s == nil || s.UIDNext == 0 || s.UIDValidity == 0 {
+		return true, 1 // unknown: look
+	}
+	if st.UIDValidity != s.UIDValidity || st.ServerName != j.box.Name || st.Source != r.source ||
+		st.Delimiter != delimString(j.box.Delim) || st.Gone {
+		return true, estimateBytes(s, 0)
+	}
+	var msgs uint32
+	if s.NumMessages != nil {
+		msgs = *s.NumMessages
+	}
+	newUIDs := uint32(s.UIDNext) - 1 - min(st.LastUID, uint32(s.UIDNext)-1)
+	if newUIDs > 0 {
+		return true, estimateBytes(s, min(newUIDs, msgs))
+	}
+	if st.LastUID == 0 {
+		return false, 0 // empty folder, known
+	}
+	// Flags: with CONDSTORE an unchanged HIGHESTMODSEQ proves nothing
+	// changed; without it the flags must be fetched to know.
+	if s.HighestModSeq != 0 && st.HighestModSeq == s.HighestModSeq {
+		return false, 0
+	}
+	return true, 0
+}
+
+func estimateBytes(s *imap.StatusData, newMsgs uint32) int64 {
+	var total, size int64
+	if s.NumMessages != nil {
+		total = int64(*s.NumMessages)
+	}
+	if s.Size != nil {
+		size = *s.Size
+	}
+	if newMsgs == 0 {
+		if size > 0 {
+			return size
+		}
+		return total * 50 << 10
+	}
+	if total > 0 && size > 0 {
+		return int64(newMsgs) * (size / total)
+	}
+	return int64(newMsgs) * 50 << 10
+}
+
+func delimString(d rune) string {
+	if d == 0 {
+		return ""
+	}
+	return string(d)
+}
+
+// touch records a successful sync of a folder that needed no visit.
+func (r *imapRun) touch(j *folderJob) {
+	st := j.folder.State()
+	st.LastSync = time.Now().UTC()
+	j.folder.SetState(st)
+	if err := j.folder.Commit(); err != nil {
+		r.setFatal(err)
+	}
+}
+
+// markGone flags archive folders of this account that the server no
+// longer lists, and reports them.
+func (r *imapRun) markGone(listed map[string]bool) error {
+	infos, err := r.arc.Folders()
+	if err != nil {
+		return err
+	}
+	for _, fi := range infos {
+		if fi.NoSelect || listed[fi.Name] {
+			continue
+		}
+		f, err := r.arc.Folder(fi.Name)
+		if err != nil {
+			return err
+		}
+		st := f.State()
+		if st.Source != r.source {
+			continue // another account's folder, or a local one
+		}
+		r.mu.Lock()
+		r.res.GoneFolders = append(r.res.GoneFolders, fi.Name)
+		r.mu.Unlock()
+		if st.Gone || r.opt.DryRun {
+			continue
+		}
+		st.Gone = true
+		f.SetState(st)
+		if err := f.Commit(); err != nil {
+			return err
+		}
+		r.log.Info("folder no longer on the server; kept in the archive", "folder", fi.Name)
+	}
+	return nil
+}
+
+// runWorkers works through the folders over up to opt.Connections
+// connections, the first of which is conn. The extra connections are
+// dialled at once; any the server refuses (a connection limit) are simply
+// not used.
+func (r *imapRun) runWorkers(conn *imapconn.Conn, jobs []*folderJob) {
+	conns := []*imapconn.Conn{conn}
+	if extra := min(r.opt.Connections, len(jobs)) - 1; extra > 0 && !r.opt.DryRun {
+		conns = append(conns, r.dialExtra(extra)...)
+	}
+	queue := make(chan *folderJob, len(jobs))
+	for _, j := range jobs {
+		queue <- j
+	}
+	close(queue)
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.worker(c, queue)
+		}()
+	}
+	wg.Wait()
+}
+
+func (r *imapRun) dialExtra(n int) []*imapconn.Conn {
+	var mu sync.Mutex
+	var conns []*imapconn.Conn
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := r.dial()
+			if err != nil {
+				r.log.Info("extra connection not available; continuing with fewer", "err", err)
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return conns
+}
+
+// worker syncs folders off the queue until it is empty or the run stops.
+func (r *imapRun) worker(conn *imapconn.Conn, queue <-chan *folderJob) {
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	for j := range queue {
+		if r.stopped() {
+			return
+		}
+		conn = r.syncWithRetries(conn, j)
+	}
+}
+
+// syncWithRetries syncs one folder, reconnecting after network errors up
+// to opt.Retries times; it returns the connection for the next folder
+// (nil if none is usable).
+func (r *imapRun) syncWithRetries(conn *imapconn.Conn, j *folderJob) *imapconn.Conn {
+	for attempt := 0; ; attempt++ {
+		if conn == nil || conn.Broken() {
+			if conn != nil {
+				conn.Close()
+			}
+			c, err := r.dial()
+			if err != nil {
+				if attempt < r.opt.Retries && retryable(err) && r.backoff(attempt) {
+					continue
+				}
+				r.folderFailed(j, err)
+				return nil
+			}
+			conn = c
+		}
+		err := r.syncFolder(conn, j)
+		if err == nil {
+			return conn
+		}
+		if isRunFatal(err) || r.stopped() {
+			r.setFatal(err)
+			return conn
+		}
+		if retryable(err) && attempt < r.opt.Retries && r.backoff(attempt) {
+			r.log.Info("connection lost; resuming the folder on a new connection", "folder", j.name, "err", err)
+			conn.Close()
+			conn = nil
+			continue
+		}
+		r.folderFailed(j, err)
+		return conn
+	}
+}
+
+func (r *imapRun) dial() (*imapconn.Conn, error) {
+	return imapconn.Dial(r.ctx, r.acct)
+}
+
+// backoff waits before a retry (1 s, 2 s, 4 s, ...); false if cancelled.
+func (r *imapRun) backoff(attempt int) bool {
+	t := time.NewTimer(time.Second << attempt)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.ctx.Done():
+		return false
+	}
+}
+
+func retryable(err error) bool {
+	return errors.Is(err, mailerr.ErrNetwork) && !errors.Is(err, mailerr.ErrInterrupted)
+}
+
+// isRunFatal reports errors that concern every folder: the archive's disk
+// or integrity, credentials, cancellation.
+func isRunFatal(err error) bool {
+	for _, k := range []error{mailerr.ErrLocalIO, mailerr.ErrDamaged, mailerr.ErrAuth, mailerr.ErrTLS,
+		mailerr.ErrInterrupted, mailerr.ErrUsage, archive.ErrReadOnly} {
+		if errors.Is(err, k) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *imapRun) stopped() bool { return r.ctx.Err() != nil }
+
+func (r *imapRun) setFatal(err error) {
+	r.mu.Lock()
+	if r.fatal == nil && !(errors.Is(err, mailerr.ErrInterrupted) && r.fatal != nil) {
+		r.fatal = err
+	}
+	r.mu.Unlock()
+	r.cancel()
+}
+
+func (r *imapRun) folderFailed(j *folderJob, err error) {
+	if isRunFatal(err) {
+		r.setFatal(err)
+		return
+	}
+	r.mu.Lock()
+	r.failures++
+	r.res.FoldersSkipped++
+	r.mu.Unlock()
+	r.warn(fmt.Sprintf("folder %q not fetched completely: %v", j.name, err))
+}
+
+func (r *imapRun) warn(msg string) {
+	r.mu.Lock()
+	r.res.Warnings = append(r.res.Warnings, msg)
+	r.mu.Unlock()
+	r.log.Warn(msg)
+	r.prog.Warn(msg)
+}
+
+func (r *imapRun) countSkipped() {
+	r.mu.Lock()
+	r.res.FoldersSkipped++
+	r.mu.Unlock()
+}
+
+func (r *imapRun) addPlanned(p PlannedFolder) {
+	r.mu.Lock()
+	r.res.Planned = append(r.res.Planned, p)
+	r.mu.Unlock()
+}
+
+func (r *imapRun) addFetched(msgs int, bytes int64) {
+	r.mu.Lock()
+	r.res.NewMessages += msgs
+	r.res.Bytes += bytes
+	r.mu.Unlock()
+}
+
+func (r *imapRun) addFlagUpdates(n int) {
+	r.mu.Lock()
+	r.res.FlagUpdates += n
+	r.mu.Unlock()
+}

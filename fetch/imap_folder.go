@@ -1,0 +1,552 @@
+package fetch
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailark/mailark/archive"
+	"github.com/mailark/mailark/internal/imapconn"
+)
+
+// folderSync is the work on one folder over one connection.
+//
+// Durability and resumption: messages are appended as they stream in and
+// made durable by a Commit after every batch; the sync state's LastUID
+// only ever covers UIDs all archived (the lowest UID not yet archived,
+// minus one), so a crash or a failed message never skips anything, and
+// the next run skips what the index already holds (ByUID) instead of
+// fetching it again.
+type folderSync struct {
+	r      *imapRun
+	conn   *imapconn.Conn
+	job    *folderJob
+	folder *archive.Folder
+	sel    *imap.SelectData
+
+	condstore bool // the folder reports HIGHESTMODSEQ
+	// rescan: UIDVALIDITY changed since the last run, so archived UIDs
+	// mean nothing; every message is fetched and matched by SHA-256
+	// against the index so that nothing is added twice.
+	rescan bool
+
+	mu       sync.Mutex
+	st       archive.SyncState // working copy, written at checkpoints
+	expected []uidSize         // UIDs to fetch, ascending
+	pos      map[imap.UID]int  // UID -> index in expected
+	done     []bool            // expected[i] archived (or matched, or gone)
+	claimed  map[string]bool   // rescan: archive keys already matched
+	err      error             // first error of a batch consumer
+	fetched  int
+	bytes    int64
+}
+
+type uidSize struct {
+	uid  imap.UID
+	size int64
+}
+
+// syncFolder examines one folder and brings the archive up to date with
+// it (or, in a dry run, records what that would take).
+func (r *imapRun) syncFolder(conn *imapconn.Conn, j *folderJob) error {
+	r.prog.Folder(j.name)
+	condstore := conn.Caps.Has(imap.CapCondStore)
+	sel, err := conn.Client.Select(j.box.Name, &imap.SelectOptions{ReadOnly: true, CondStore: condstore}).Wait()
+	if err != nil {
+		if conn.Broken() {
+			return conn.Err(err, "examining folder "+j.box.Name)
+		}
+		return conn.Err(err, fmt.Sprintf("to examine folder %q", j.box.Name))
+	}
+	fs := &folderSync{r: r, conn: conn, job: j, folder: j.folder, sel: sel,
+		condstore: condstore && sel.HighestModSeq != 0, claimed: map[string]bool{}}
+	if j.folder != nil {
+		fs.st = j.folder.State()
+	}
+	fs.rescan = fs.st.UIDValidity != 0 && sel.UIDValidity != 0 && fs.st.UIDValidity != sel.UIDValidity
+	if r.opt.DryRun {
+		return fs.plan()
+	}
+	return fs.sync()
+}
+
+func (fs *folderSync) sync() error {
+	r, j := fs.r, fs.job
+	fs.st.Source, fs.st.ServerName, fs.st.Delimiter, fs.st.Gone = r.source, j.box.Name, delimString(j.box.Delim), false
+	if fs.st.UIDValidity == 0 {
+		fs.st.UIDValidity = fs.sel.UIDValidity
+	}
+	if fs.rescan {
+		r.log.Info("UIDVALIDITY changed on the server; rescanning the folder, matching messages against the archive",
+			"folder", j.name, "old", fs.st.UIDValidity, "new", fs.sel.UIDValidity)
+	} else if fs.st.LastUID > 0 {
+		if err := fs.syncFlags(); err != nil {
+			return err
+		}
+	}
+	err := fs.fetchNew()
+	if cerr := fs.checkpoint(err == nil); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// plan is the dry run: count what is new, change nothing.
+func (fs *folderSync) plan() error {
+	p := PlannedFolder{Folder: fs.job.name, ServerName: fs.job.box.Name, Create: fs.folder == nil}
+	p.FlagSync = !fs.rescan && fs.st.LastUID > 0 &&
+		(!fs.condstore || fs.st.HighestModSeq == 0 || fs.sel.HighestModSeq != fs.st.HighestModSeq)
+	if err := fs.listNew(); err != nil {
+		return err
+	}
+	p.Messages = len(fs.expected)
+	for _, e := range fs.expected {
+		p.Bytes += e.size
+	}
+	if p.Messages > 0 || p.Create || p.FlagSync {
+		fs.r.addPlanned(p)
+	}
+	return nil
+}
+
+// syncFlags copies flag changes of archived messages from the server:
+// with CONDSTORE only those changed since the last run's HIGHESTMODSEQ,
+// otherwise all (UID FLAGS only, no bodies).
+func (fs *folderSync) syncFlags() error {
+	opts := &imap.FetchOptions{UID: true, Flags: true, InternalDate: true}
+	if fs.condstore && fs.st.HighestModSeq != 0 {
+		if fs.sel.HighestModSeq == fs.st.HighestModSeq {
+			return nil
+		}
+		opts.ChangedSince = fs.st.HighestModSeq
+	}
+	cmd := fs.conn.Client.Fetch(imap.UIDSet{{Start: 1, Stop: imap.UID(fs.st.LastUID)}}, opts)
+	updates := 0
+	var archErr error
+	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+		buf, err := msg.Collect() // no literals here: small
+		if err != nil || buf.UID == 0 || archErr != nil {
+			continue
+		}
+		changed, err := fs.applyFlags(uint32(buf.UID), buf.Flags, buf.InternalDate)
+		if err != nil {
+			archErr = err
+			continue
+		}
+		if changed {
+			updates++
+			if updates%flagCommitEvery == 0 {
+				if archErr = fs.folder.Commit(); archErr != nil {
+					continue
+				}
+			}
+		}
+	}
+	err := cmd.Close()
+	fs.r.addFlagUpdates(updates)
+	if archErr != nil {
+		return archErr
+	}
+	if err != nil {
+		return fs.conn.Err(err, "fetching the flags of folder "+fs.job.box.Name)
+	}
+	return fs.folder.Commit()
+}
+
+// applyFlags sets an archived message's flags to the server's when they
+// differ. The message is found by UID and checked by INTERNALDATE: after a
+// UIDVALIDITY change an old entry may carry a UID that now names another
+// message, and such an entry is left alone.
+func (fs *folderSync) applyFlags(uid uint32, flags []imap.Flag, date time.Time) (bool, error) {
+	e, ok := fs.folder.ByUID(uid)
+	if !ok {
+		return false, nil
+	}
+	if !date.IsZero() && !e.Date.IsZero() && !date.Equal(e.Date) {
+		return false, nil
+	}
+	want := flagStrings(flags)
+	if sameFlags(e.Flags, want) {
+		return false, nil
+	}
+	return true, fs.folder.SetFlags(e.Key, want)
+}
+
+// listNew collects the UIDs and sizes of messages to fetch: every UID
+// after the last one archived (all of them when rescanning) that the
+// index does not hold yet. One cheap command: UID FETCH n:* (UID
+// RFC822.SIZE); sizes shape the batches and the progress totals.
+func (fs *folderSync) listNew() error {
+	from := imap.UID(fs.st.LastUID + 1)
+	if fs.rescan {
+		from = 1
+	}
+	if fs.sel.NumMessages == 0 || (!fs.rescan && fs.sel.UIDNext != 0 && fs.sel.UIDNext <= from) {
+		return nil
+	}
+	rng := imap.UIDSet{{Start: from, Stop: 0}}
+	cmd := fs.conn.Client.Fetch(rng, &imap.FetchOptions{UID: true, RFC822Size: true})
+	// A UID SEARCH of the same range, pipelined, cross-checks the
+	// listing: a message the server leaves out of it (or whose reply
+	// imapclient drops) must not be skipped for good.
+	var searchOpts *imap.SearchOptions
+	if fs.conn.Caps.Has(imap.CapESearch) {
+		searchOpts = &imap.SearchOptions{ReturnAll: true}
+	}
+	search := fs.conn.Client.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{rng}}, searchOpts)
+	seen := map[imap.UID]bool{}
+	add := func(uid imap.UID, size int64) {
+		if uid < from || seen[uid] {
+			return
+		}
+		seen[uid] = true
+		if !fs.rescan && fs.folder != nil {
+			if _, have := fs.folder.ByUID(uint32(uid)); have {
+				return // archived by an earlier run that could not finish the folder
+			}
+		}
+		fs.expected = append(fs.expected, uidSize{uid, size})
+	}
+	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+		if buf, err := msg.Collect(); err == nil {
+			add(buf.UID, buf.RFC822Size)
+		}
+	}
+	if err := cmd.Close(); err != nil {
+		search.Wait()
+		return fs.conn.Err(err, "listing new messages of folder "+fs.job.box.Name)
+	}
+	data, err := search.Wait()
+	if err != nil {
+		return fs.conn.Err(err, "searching new messages of folder "+fs.job.box.Name)
+	}
+	for _, uid := range data.AllUIDs() {
+		add(uid, 0) // size unknown: the FETCH listing left it out
+	}
+	slices.SortFunc(fs.expected, func(a, b uidSize) int { return int(a.uid) - int(b.uid) })
+	fs.expected = slices.CompactFunc(fs.expected, func(a, b uidSize) bool { return a.uid == b.uid })
+	fs.pos = make(map[imap.UID]int, len(fs.expected))
+	for i, e := range fs.expected {
+		fs.pos[e.uid] = i
+	}
+	fs.done = make([]bool, len(fs.expected))
+	return nil
+}
+
+// fetchNew fetches the new messages in pipelined batches, then goes after
+// any the server did not deliver.
+func (fs *folderSync) fetchNew() error {
+	if err := fs.listNew(); err != nil {
+		return err
+	}
+	if len(fs.expected) == 0 {
+		return nil
+	}
+	var total int64
+	for _, e := range fs.expected {
+		total += e.size
+	}
+	fs.r.prog.Start(fs.job.name, int64(len(fs.expected)), total)
+
+	sem := make(chan struct{}, pipelineDepth)
+	var wg sync.WaitGroup
+	for _, b := range makeBatches(fs.expected) {
+		sem <- struct{}{}
+		if fs.firstErr() != nil || fs.r.stopped() {
+			<-sem
+			break
+		}
+		// One goroutine per command in flight: imapclient delivers the
+		// responses of pipelined commands interleaved, and draining them
+		// one after the other deadlocks.
+		cmd := fs.conn.Client.Fetch(b, fullFetch)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			fs.consume(cmd, false)
+			fs.batchDone()
+		}()
+	}
+	wg.Wait()
+	if err := fs.firstErr(); err != nil {
+		return err
+	}
+	return fs.fetchMissing()
+}
+
+// fullFetch asks for everything archived about a message. BODY.PEEK
+// leaves \Seen alone on the server.
+var fullFetch = &imap.FetchOptions{
+	UID: true, Flags: true, InternalDate: true, RFC822Size: true,
+	BodySection: []*imap.FetchItemBodySection{{Peek: true}},
+}
+
+// makeBatches cuts the UID list into sets of at most batchMessages
+// messages and batchBytes bytes (a single bigger message is a batch on
+// its own).
+func makeBatches(list []uidSize) []imap.UIDSet {
+	var out []imap.UIDSet
+	var cur imap.UIDSet
+	n, size := 0, int64(0)
+	for _, e := range list {
+		if n > 0 && (n >= batchMessages || size+e.size > batchBytes) {
+			out = append(out, cur)
+			cur, n, size = nil, 0, 0
+		}
+		cur.AddNum(e.uid)
+		n++
+		size += e.size
+	}
+	if n > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// consume reads one FETCH command's responses into the archive.
+func (fs *folderSync) consume(cmd *imapclient.FetchCommand, bySeq bool) {
+	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+		if err := fs.message(msg); err != nil {
+			fs.setErr(err)
+			if isRunFatal(err) {
+				fs.r.setFatal(err)
+			}
+			break
+		}
+	}
+	if err := cmd.Close(); err != nil {
+		if fs.conn.Broken() {
+			fs.setErr(fs.conn.Err(err, "fetching messages of folder "+fs.job.box.Name))
+			return
+		}
+		// A NO for the whole command (a server failing one message):
+		// what arrived is kept, the rest is retried one by one.
+		fs.r.log.Info("server refused part of a FETCH", "folder", fs.job.name, "err", err, "by_seq", bySeq)
+	}
+}
+
+// batchDone is called when a batch's command has completed: the messages
+// it brought become durable and the sync state moves past them.
+func (fs *folderSync) batchDone() {
+	if fs.firstErr() != nil {
+		return
+	}
+	if err := fs.checkpoint(false); err != nil {
+		fs.setErr(err)
+		fs.r.setFatal(err)
+	}
+}
+
+// checkpoint commits what was appended and moves LastUID to the highest
+// UID below which everything expected is archived. final: the folder is
+// done, so LastUID may move up to UIDNEXT-1 and HIGHESTMODSEQ and the
+// new UIDVALIDITY are recorded.
+func (fs *folderSync) checkpoint(final bool) error {
+	fs.mu.Lock()
+	st := fs.st
+	complete := true
+	for i, e := range fs.expected {
+		if !fs.done[i] {
+			complete = false
+			if !fs.rescan {
+				st.LastUID = max(st.LastUID, uint32(e.uid)-1)
+			}
+			break
+		}
+	}
+	if complete && len(fs.expected) > 0 && (!fs.rescan || final) {
+		st.LastUID = max(st.LastUID, uint32(fs.expected[len(fs.expected)-1].uid))
+	}
+	if final && complete {
+		if fs.sel.UIDNext > 0 {
+			st.LastUID = max(st.LastUID, uint32(fs.sel.UIDNext)-1)
+		}
+		if fs.rescan {
+			// Only now: a rescan cut short must be redone (its matching
+			// by SHA-256 is what prevents duplicates), so the old
+			// UIDVALIDITY stays until every message is accounted for.
+			st.UIDValidity = fs.sel.UIDValidity
+			st.LastUID = max(uint32(fs.sel.UIDNext)-1, lastExpected(fs.expected))
+		}
+		if fs.condstore {
+			st.HighestModSeq = fs.sel.HighestModSeq
+		}
+		st.LastSync = time.Now().UTC()
+	}
+	fs.st = st
+	fs.mu.Unlock()
+
+	fs.folder.SetState(st)
+	return fs.folder.Commit()
+}
+
+func lastExpected(l []uidSize) uint32 {
+	if len(l) == 0 {
+		return 0
+	}
+	return uint32(l[len(l)-1].uid)
+}
+
+func (fs *folderSync) setErr(err error) {
+	fs.mu.Lock()
+	if fs.err == nil {
+		fs.err = err
+	}
+	fs.mu.Unlock()
+}
+
+func (fs *folderSync) firstErr() error {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.err
+}
+
+// claim marks an expected UID as handled; false if it was not expected
+// or already handled (a server sending a message twice).
+func (fs *folderSync) claim(uid imap.UID) bool {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	i, ok := fs.pos[uid]
+	if !ok || fs.done[i] {
+		return false
+	}
+	fs.done[i] = true
+	return true
+}
+
+// unclaim gives a UID back when its message could not be archived.
+func (fs *folderSync) unclaim(uid imap.UID) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if i, ok := fs.pos[uid]; ok {
+		fs.done[i] = false
+	}
+}
+
+func (fs *folderSync) wanted(uid imap.UID) bool {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	i, ok := fs.pos[uid]
+	return ok && !fs.done[i]
+}
+
+func (fs *folderSync) missing() []imap.UID {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	var out []imap.UID
+	for i, e := range fs.expected {
+		if !fs.done[i] {
+			out = append(out, e.uid)
+		}
+	}
+	return out
+}
+
+// fetchMissing goes after messages a batch did not deliver. Servers do
+// this: Exchange answers OK without data for messages it cannot convert,
+// Yahoo fails one message with NO, and some servers put the UID after the
+// literal, which imapclient cannot route to a UID FETCH (the message is
+// silently dropped). So: ask which of them still exist (the others were
+// expunged meanwhile, nothing lost), fetch those by sequence number
+// (routed by number, whatever the item order), then one by one by UID,
+// and report any the server never delivers; they are tried again next run.
+func (fs *folderSync) fetchMissing() error {
+	miss := fs.missing()
+	if len(miss) == 0 {
+		return nil
+	}
+	set := imap.UIDSetNum(miss...)
+	data, err := fs.conn.Client.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{set}}, nil).Wait()
+	if err != nil {
+		return fs.conn.Err(err, "looking for undelivered messages in folder "+fs.job.box.Name)
+	}
+	exist := map[imap.UID]bool{}
+	for _, uid := range data.AllUIDs() {
+		exist[uid] = true
+	}
+	for _, uid := range miss {
+		if !exist[uid] {
+			fs.claim(uid) // expunged on the server while we fetched
+		}
+	}
+	if miss = fs.missing(); len(miss) > 0 {
+		fs.r.log.Info("fetching undelivered messages by sequence number", "folder", fs.job.name, "count", len(miss))
+		if err := fs.fetchBySeq(miss); err != nil {
+			return err
+		}
+	}
+	for _, uid := range fs.missing() {
+		fs.consume(fs.conn.Client.Fetch(imap.UIDSetNum(uid), fullFetch), false)
+		if err := fs.firstErr(); err != nil {
+			return err
+		}
+	}
+	if miss = fs.missing(); len(miss) > 0 {
+		fs.r.warn(fmt.Sprintf("folder %q: the server did not deliver %d message(s) (UID %s); they are retried on the next run",
+			fs.job.name, len(miss), shortList(miss)))
+		fs.r.mu.Lock()
+		fs.r.failures++
+		fs.r.mu.Unlock()
+	}
+	return nil
+}
+
+func (fs *folderSync) fetchBySeq(uids []imap.UID) error {
+	set := imap.UIDSetNum(uids...)
+	data, err := fs.conn.Client.Search(&imap.SearchCriteria{UID: []imap.UIDSet{set}}, nil).Wait()
+	if err != nil {
+		return fs.conn.Err(err, "looking up sequence numbers in folder "+fs.job.box.Name)
+	}
+	seqs := data.AllSeqNums()
+	if len(seqs) == 0 {
+		return nil
+	}
+	fs.consume(fs.conn.Client.Fetch(imap.SeqSetNum(seqs...), fullFetch), true)
+	return fs.firstErr()
+}
+
+func shortList(uids []imap.UID) string {
+	var parts []string
+	for i, u := range uids {
+		if i == 5 {
+			parts = append(parts, "...")
+			break
+		}
+		parts = append(parts, fmt.Sprint(u))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// flagStrings converts server flags to the archive's form (\Recent is
+// session state, never archived).
+func flagStrings(flags []imap.Flag) []string {
+	out := make([]string, 0, len(flags))
+	for _, f := range flags {
+		if strings.EqualFold(string(f), `\Recent`) {
+			continue
+		}
+		out = append(out, string(f))
+	}
+	return out
+}
+
+// sameFlags compares flag sets as IMAP does: order and case do not matter.
+func sameFlags(a, b []string) bool {
+	norm := func(fl []string) []string {
+		out := make([]string, 0, len(fl))
+		for _, f := range fl {
+			if f = strings.ToLower(strings.TrimSpace(f)); f != "" && f != `\recent` {
+				out = append(out, f)
+			}
+		}
+		slices.Sort(out)
+		return slices.Compact(out)
+	}
+	return slices.Equal(norm(a), norm(b))
+}
