@@ -23,18 +23,18 @@ type Mini struct {
 	order   []string
 
 	// Misbehaviour switches (set before or between sessions).
-	UIDAfterLiteral bool             // "BODY[] {n} ... UID u": imapclient cannot route it by UID
-	BodyFirst       bool             // body before FLAGS and INTERNALDATE
-	SkipInUIDFetch  map[uint32]bool  // never delivered by UID FETCH (seq FETCH works)
-	NeverDeliver    map[uint32]bool  // body never delivered (listed, found by SEARCH)
-	HideInListing   map[uint32]bool  // left out of FETCH responses without a body
-	SizeLie         int64            // added to RFC822.SIZE
-	StallAfter      int              // go silent after sending this many bodies (0: never)
-	ExamineFails    map[string]bool  // EXAMINE answers NO
-	ExpungeDuring   map[uint32]bool  // EXPUNGE these (in the folder) when a body FETCH starts
-	ExtraNames      []string         // extra raw LIST names (hostile names), no messages
-	BodiesSent      int              // bodies sent so far (all sessions)
-	Commands        []string         // every command line received
+	UIDAfterLiteral bool            // "BODY[] {n} ... UID u": imapclient cannot route it by UID
+	BodyFirst       bool            // body before FLAGS and INTERNALDATE
+	SkipInUIDFetch  map[uint32]bool // never delivered by UID FETCH (seq FETCH works)
+	NeverDeliver    map[uint32]bool // body never delivered (listed, found by SEARCH)
+	HideInListing   map[uint32]bool // left out of FETCH responses without a body
+	SizeLie         int64           // added to RFC822.SIZE
+	StallAfter      int             // go silent after sending this many bodies (0: never)
+	ExamineFails    map[string]bool // EXAMINE answers NO
+	ExpungeDuring   map[uint32]bool // EXPUNGE these (in the folder) when a body FETCH starts
+	ExtraNames      []string        // extra raw LIST names (hostile names), no messages
+	BodiesSent      int             // bodies sent so far (all sessions)
+	Commands        []string        // every command line received
 	sessionsStarted int
 }
 
