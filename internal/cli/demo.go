@@ -75,7 +75,7 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 		return err
 	}
 	defer s.Close()
-	s.narrate = true
+	s.narrate, s.indent = true, "   "
 	dir := o.Dir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "mailark-demo-"); err != nil {

@@ -82,9 +82,25 @@ type Stats struct {
 	Skipped  int64 `json:"skipped,omitempty"` // already present (restore duplicates, fetch dedup)
 	Deleted  int64 `json:"deleted,omitempty"` // POP3 messages deleted from the server
 	Failed   int   `json:"failed,omitempty"`  // folders or messages that failed (partial)
+	// Fetch only.
+	FlagUpdates int      `json:"flag_updates,omitempty"` // messages whose flags changed on the server
+	NewFolders  []string `json:"new_folders,omitempty"`  // created in the archive by this run
+	GoneFolders []string `json:"gone_folders,omitempty"` // no longer on the server, kept in the archive
+	// Restore only.
+	Created int `json:"created,omitempty"` // folders created on the target
+	// Warnings the core reported (also logged as they happened).
+	Warnings []string `json:"warnings,omitempty"`
+	// Seconds is how long the step took, retries included.
+	Seconds  float64 `json:"duration_seconds"`
+	duration time.Duration
 	// PerFolder details each folder where something happened, or, with
 	// --dry-run, the plan.
 	PerFolder []FolderStats `json:"per_folder,omitempty"`
+}
+
+func (s *Stats) setDuration(d time.Duration) {
+	s.duration = d
+	s.Seconds = d.Round(time.Millisecond).Seconds()
 }
 
 // FolderStats is one folder's share of Stats.

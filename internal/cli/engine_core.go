@@ -21,14 +21,6 @@ var errNotBuilt = errors.New("not available in this build of mailark yet")
 
 func notBuilt(op string) error { return fmt.Errorf("%s is %w", op, errNotBuilt) }
 
-func (coreEngine) Fetch(ctx context.Context, req FetchRequest) (Stats, error) {
-	return Stats{}, notBuilt("fetch")
-}
-
-func (coreEngine) Restore(ctx context.Context, req RestoreRequest) (Stats, error) {
-	return Stats{}, notBuilt("restore")
-}
-
 func (coreEngine) Verify(ctx context.Context, req VerifyRequest) (VerifyReport, error) {
 	return VerifyReport{}, notBuilt("verify")
 }

@@ -112,9 +112,11 @@ func (a *app) runSteps(ctx context.Context, s *session, d *termbar.Display, j *j
 		req := *j.fetch
 		rep := s.reporter(d, label)
 		req.Progress, req.Logger = rep, s.logger.With("job", label)
+		began := time.Now()
 		st, attempts, err := retryStep(ctx, a, s, j, "fetch", func(ctx context.Context) (Stats, error) {
 			return a.env.Engine.Fetch(ctx, req)
 		})
+		st.setDuration(time.Since(began))
 		rep.Done()
 		r.Attempts += attempts
 		r.Fetch = &st
@@ -126,9 +128,11 @@ func (a *app) runSteps(ctx context.Context, s *session, d *termbar.Display, j *j
 		req := j.restore[i]
 		rep := s.reporter(d, label)
 		req.Progress, req.Logger = rep, s.logger.With("job", label)
+		began := time.Now()
 		st, attempts, err := retryStep(ctx, a, s, j, "restore", func(ctx context.Context) (Stats, error) {
 			return a.env.Engine.Restore(ctx, req)
 		})
+		st.setDuration(time.Since(began))
 		rep.Done()
 		r.Attempts += attempts
 		r.Restore = addStats(r.Restore, st)
@@ -143,6 +147,10 @@ func (a *app) runSteps(ctx context.Context, s *session, d *termbar.Display, j *j
 			return a.env.Engine.Verify(ctx, req)
 		})
 		r.Attempts += attempts
+		if errors.Is(err, errNotBuilt) {
+			s.logger.Warn("verify skipped: "+err.Error(), "job", label)
+			break
+		}
 		if r.Verify == nil {
 			r.Verify = &VerifyReport{}
 		}
@@ -181,7 +189,11 @@ func addStats(acc *Stats, st Stats) *Stats {
 	acc.Skipped += st.Skipped
 	acc.Deleted += st.Deleted
 	acc.Failed += st.Failed
+	acc.Created += st.Created
 	acc.PerFolder = append(acc.PerFolder, st.PerFolder...)
+	acc.Warnings = append(acc.Warnings, st.Warnings...)
+	acc.duration += st.duration
+	acc.Seconds = acc.duration.Round(time.Millisecond).Seconds()
 	return acc
 }
 

@@ -72,14 +72,14 @@ func (s *session) report(j *job, r *jobResult) {
 		if j.dryRun {
 			s.printPlan(prefix+"would fetch", r.Fetch)
 		} else {
-			s.summary("%s%s", prefix, fetchLine(j, r.Fetch, r))
+			s.summary("%s%s", prefix, fetchLine(j, r.Fetch))
 		}
 	}
 	if r.Restore != nil {
 		if j.dryRun {
 			s.printPlan(prefix+"would restore", r.Restore)
 		} else {
-			s.summary("%s%s", prefix, restoreLine(j, r.Restore, r))
+			s.summary("%s%s", prefix, restoreLine(j, r.Restore))
 		}
 	}
 	if r.Verify != nil {
@@ -87,7 +87,7 @@ func (s *session) report(j *job, r *jobResult) {
 	}
 }
 
-func fetchLine(j *job, st *Stats, r *jobResult) string {
+func fetchLine(j *job, st *Stats) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "fetched %s (%s) from %s of %s into %s",
 		plural(st.Messages, "new message", "new messages"), humanBytes(st.Bytes),
@@ -98,11 +98,11 @@ func fetchLine(j *job, st *Stats, r *jobResult) string {
 	if st.Failed > 0 {
 		fmt.Fprintf(&b, ", %d failed", st.Failed)
 	}
-	fmt.Fprintf(&b, " in %s", humanDuration(r.duration))
+	fmt.Fprintf(&b, " in %s", humanDuration(st.duration))
 	return b.String()
 }
 
-func restoreLine(j *job, st *Stats, r *jobResult) string {
+func restoreLine(j *job, st *Stats) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "restored %s (%s) in %s to %s",
 		plural(st.Messages, "message", "messages"), humanBytes(st.Bytes),
@@ -113,7 +113,7 @@ func restoreLine(j *job, st *Stats, r *jobResult) string {
 	if st.Failed > 0 {
 		fmt.Fprintf(&b, ", %d failed", st.Failed)
 	}
-	fmt.Fprintf(&b, " in %s", humanDuration(r.duration))
+	fmt.Fprintf(&b, " in %s", humanDuration(st.duration))
 	return b.String()
 }
 

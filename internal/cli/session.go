@@ -54,8 +54,9 @@ type session struct {
 	stdout      io.Writer
 	console     *termbar.Console
 	out         outputFlags
-	interactive bool // stderr is a terminal
-	narrate     bool // summaries whatever the terminal (demo)
+	interactive bool   // stderr is a terminal
+	narrate     bool   // summaries whatever the terminal (demo)
+	indent      string // before each summary line (demo)
 	logger      *slog.Logger
 	logFile     *os.File
 
@@ -156,7 +157,7 @@ func (s *session) summary(format string, args ...any) {
 		return
 	}
 	s.console.ClearLine()
-	fmt.Fprintf(s.stdout, format+"\n", args...)
+	fmt.Fprintf(s.stdout, s.indent+format+"\n", args...)
 }
 
 // printf prints results the user asked for (ls, --dry-run plans, verify
