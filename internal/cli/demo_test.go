@@ -16,6 +16,11 @@ func TestDemo(t *testing.T) {
 			for _, want := range []string{
 				"1. Backing up imap://alice@127.0.0.1:",
 				"Reisen/Zürich",
+				// The IMAP backup, its rerun and the listing.
+				"fetched 16 new messages",
+				"no new messages in 7 folders",
+				"Sent                  \\Sent    3 ",
+				"total: 10 folders              16 ",
 				"3. Moving pop3://carol@127.0.0.1:",
 				"3         1008 B",
 				// POP3 box + local Sent → new account that already had 2 of them.

@@ -29,7 +29,7 @@ func (coreEngine) Fetch(ctx context.Context, req FetchRequest) (Stats, error) {
 	case account.POP3:
 		res, err = fetch.POP3(ctx, req.Source, arc, opt)
 	default:
-		err = notBuilt("IMAP fetch")
+		res, err = fetch.IMAP(ctx, req.Source, arc, opt)
 	}
 	if cerr := cleanup(); cerr != nil && err == nil {
 		err = mailerr.E(mailerr.ErrLocalIO, cerr, "cannot close archive %s", req.Archive)

@@ -78,6 +78,11 @@ func writeListing(w io.Writer, l Listing) error {
 	for _, f := range l.Folders {
 		msgs += f.Messages
 		size += f.Bytes
+		if f.NoSelect {
+			// A parent that only holds other folders (IMAP \Noselect).
+			fmt.Fprintf(tw, "%s\t\t-\t-\n", f.Name)
+			continue
+		}
 		row := fmt.Sprintf("%s\t%s\t%d\t%s", f.Name, f.SpecialUse, f.Messages, humanBytes(f.Bytes))
 		if !l.Foreign {
 			when, src := lastSync(f.Sync)

@@ -89,9 +89,16 @@ func (s *session) report(j *job, r *jobResult) {
 
 func fetchLine(j *job, st *Stats) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "fetched %s (%s) from %s of %s into %s",
-		plural(st.Messages, "new message", "new messages"), humanBytes(st.Bytes),
-		plural(int64(st.Folders), "folder", "folders"), j.source, j.archive)
+	folders := plural(int64(st.Folders), "folder", "folders")
+	if st.Messages == 0 {
+		fmt.Fprintf(&b, "no new messages in %s of %s", folders, j.source)
+	} else {
+		fmt.Fprintf(&b, "fetched %s (%s) from %s of %s into %s",
+			plural(st.Messages, "new message", "new messages"), humanBytes(st.Bytes), folders, j.source, j.archive)
+	}
+	if st.FlagUpdates > 0 {
+		fmt.Fprintf(&b, ", %s", plural(int64(st.FlagUpdates), "flag change", "flag changes"))
+	}
 	if st.Deleted > 0 {
 		fmt.Fprintf(&b, ", deleted %d from the server", st.Deleted)
 	}

@@ -1,0 +1,461 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mailark/mailark/archive"
+	"github.com/mailark/mailark/internal/mailerr"
+	"github.com/mailark/mailark/internal/pop3server"
+	"github.com/mailark/mailark/internal/testbed"
+)
+
+// These tests run the mailark binary as cron would: a subprocess with no
+// terminal, against the private Dovecot of the test bed.
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+	binDir  string
+)
+
+// mailarkBinary builds cmd/mailark once per test binary.
+func mailarkBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "mailark-bin-")
+		if binErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "mailark")
+		out, err := exec.Command("go", "build", "-o", binPath, "github.com/mailark/mailark/cmd/mailark").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// proc is one finished mailark process.
+type proc struct {
+	stdout, stderr string
+	code           int
+}
+
+// cmdEnv is a clean environment: no terminal, a private HOME and config
+// directory, and only the variables given.
+func cmdEnv(t *testing.T, vars ...string) []string {
+	home := t.TempDir()
+	return append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, ".config")}, vars...)
+}
+
+func runBinary(t *testing.T, env []string, args ...string) proc {
+	t.Helper()
+	cmd := exec.Command(mailarkBinary(t), args...)
+	cmd.Env = env
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	p := proc{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		p.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run mailark: %v", err)
+	}
+	return p
+}
+
+// archiveHashes reads every folder of an archive: folder → sorted SHA-256s.
+func archiveHashes(t *testing.T, spec string) map[string][]string {
+	t.Helper()
+	a, err := archive.Open(context.Background(), spec, archive.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("open %s: %v", spec, err)
+	}
+	defer a.Close()
+	folders, err := a.Folders()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, f := range folders {
+		if f.NoSelect {
+			continue
+		}
+		msgs, err := a.Messages(f.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			rc, err := a.Open(f.Name, m.Key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := sha256.New()
+			io.Copy(h, rc)
+			rc.Close()
+			out[f.Name] = append(out[f.Name], hex.EncodeToString(h.Sum(nil)))
+		}
+		slices.Sort(out[f.Name])
+	}
+	return out
+}
+
+// serverHashes is the same for a Dovecot account, read through doveadm.
+func serverHashes(t *testing.T, s *testbed.Server, user string, folders ...string) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, f := range folders {
+		for _, m := range s.Fetch(t, user, f) {
+			sum := sha256.Sum256(m.Raw)
+			out[f] = append(out[f], hex.EncodeToString(sum[:]))
+		}
+		slices.Sort(out[f])
+	}
+	return out
+}
+
+func sameHashes(t *testing.T, what string, got, want map[string][]string) {
+	t.Helper()
+	for f, w := range want {
+		if !slices.Equal(got[f], w) {
+			t.Errorf("%s: folder %q has %d messages, want %d (byte-exact, each once)", what, f, len(got[f]), len(w))
+		}
+	}
+}
+
+// snapshot hashes every file under root, for "left byte-identical". The
+// lock file is left out: a run that opens the archive records itself as
+// the holder there, which is bookkeeping, not archive data.
+func snapshot(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == filepath.Join(".mailark", "lock") {
+			return nil
+		}
+		info, _ := d.Info()
+		if d.IsDir() {
+			out[rel] = "dir " + info.Mode().String()
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(data)
+		out[rel] = info.Mode().String() + " " + hex.EncodeToString(sum[:])
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func sameSnapshot(t *testing.T, what string, before, after map[string]string) {
+	t.Helper()
+	for k, v := range before {
+		if after[k] != v {
+			t.Errorf("%s: %s changed (%q → %q)", what, k, v, after[k])
+		}
+	}
+	for k := range after {
+		if _, ok := before[k]; !ok {
+			t.Errorf("%s: %s appeared", what, k)
+		}
+	}
+}
+
+// seededBed starts Dovecot with an IMAP account (several folders) and a
+// POP3 account.
+func seededBed(t *testing.T) (s *testbed.Server, imapUser, popUser string, imapFolders []string) {
+	s = testbed.Start(t)
+	imapUser, popUser = s.AddUser(t, "alice"), s.AddUser(t, "bob")
+	imapFolders = []string{"INBOX", "Sent", "Work/2024", "Entwürfe"}
+	s.Import(t, imapUser, testbed.GenMessages(11, 120, testbed.GenOptions{Folders: imapFolders}))
+	s.Import(t, popUser, testbed.GenMessages(12, 40, testbed.GenOptions{}))
+	return s, imapUser, popUser, imapFolders
+}
+
+func TestE2ERunTwoJobsQuietly(t *testing.T) {
+	s, imapUser, popUser, imapFolders := seededBed(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+[[job]]
+name = "imap"
+source = %q
+archive = "maildir:imap-archive"
+ca_file = %q
+password_env = "TB_PASSWORD"
+
+[[job]]
+name = "pop"
+source = %q
+archive = "mbox:pop-archive"
+ca_file = %q
+password_env = "TB_PASSWORD"
+`, s.URL("imaps", imapUser), s.CAFile, s.URL("pop3s", popUser), s.CAFile)), 0o600)
+	env := cmdEnv(t, "TB_PASSWORD="+testbed.Password)
+
+	p := runBinary(t, env, "run", "--config", cfg)
+	if p.code != 0 || p.stdout != "" || p.stderr != "" {
+		t.Fatalf("cron run: exit %d, stdout %q, stderr %q; want 0 and silence", p.code, p.stdout, p.stderr)
+	}
+	sameHashes(t, "imap archive", archiveHashes(t, "maildir:"+filepath.Join(dir, "imap-archive")),
+		serverHashes(t, s, imapUser, imapFolders...))
+	sameHashes(t, "pop archive", archiveHashes(t, "mbox:"+filepath.Join(dir, "pop-archive")),
+		serverHashes(t, s, popUser, "INBOX"))
+
+	// A second run finds nothing new and is just as quiet; --json tells.
+	p = runBinary(t, env, "run", "--json", "--config", cfg)
+	if p.code != 0 || p.stderr != "" || !strings.Contains(p.stdout, `"type":"summary","jobs":2,"ok":2`) ||
+		!strings.Contains(p.stdout, `"messages":0`) {
+		t.Errorf("second run: exit %d, stdout %q, stderr %q", p.code, p.stdout, p.stderr)
+	}
+}
+
+// stallingPOP3 is a POP3 server that stops answering in the middle of the
+// first RETR: the run using it holds its archive's lock until its timeout.
+func stallingPOP3(t *testing.T) string {
+	store := pop3server.NewMemStore()
+	for _, m := range testbed.GenMessages(13, 5, testbed.GenOptions{}) {
+		store.Add("carol", m.Raw)
+	}
+	srv := &pop3server.Server{Store: store, Users: map[string]string{"carol": "pw"}, Hooks: pop3server.Hooks{StallAfter: 400}}
+	addr, err := srv.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return "pop3://carol@" + addr
+}
+
+func TestE2ESecondRunOnSameArchiveIsLocked(t *testing.T) {
+	s, _, popUser, _ := seededBed(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+retries = 0
+
+[[job]]
+name = "stuck"
+source = %q
+archive = "mbox:shared"
+password_env = "STUCK_PASSWORD"
+timeout = "4s"
+
+[[job]]
+name = "pop"
+source = %q
+archive = "mbox:shared"
+ca_file = %q
+password_env = "TB_PASSWORD"
+`, stallingPOP3(t), s.URL("pop3s", popUser), s.CAFile)), 0o600)
+	env := cmdEnv(t, "TB_PASSWORD="+testbed.Password, "STUCK_PASSWORD=pw")
+
+	first := exec.Command(mailarkBinary(t), "run", "--config", cfg, "stuck")
+	first.Env = env
+	var firstErr bytes.Buffer
+	first.Stderr = &firstErr
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lockFile := filepath.Join(dir, "shared", ".mailark", "lock")
+	waitFor(t, 10*time.Second, func() bool {
+		b, _ := os.ReadFile(lockFile)
+		return strings.Contains(string(b), `"pid":`+strconv.Itoa(first.Process.Pid))
+	})
+
+	p := runBinary(t, env, "run", "--config", cfg, "pop")
+	if p.code != mailerr.ExitLocked {
+		t.Errorf("second run: exit %d, want %d (locked); stderr %q", p.code, mailerr.ExitLocked, p.stderr)
+	}
+	if want := fmt.Sprintf("locked by pid %d on ", first.Process.Pid); strings.Count(p.stderr, "\n") != 1 || !strings.Contains(p.stderr, want) {
+		t.Errorf("second run: stderr %q, want one line naming the holder (%s)", p.stderr, want)
+	}
+
+	// With --lock-wait it waits for the first run to give up, then works.
+	p = runBinary(t, env, "run", "--lock-wait", "60s", "--config", cfg, "pop")
+	if p.code != 0 {
+		t.Errorf("waiting run: exit %d, stderr %q", p.code, p.stderr)
+	}
+	first.Wait()
+	if code := first.ProcessState.ExitCode(); code != mailerr.ExitNetwork {
+		t.Errorf("stalled run: exit %d, want %d (network timeout); stderr %q", code, mailerr.ExitNetwork, firstErr.String())
+	}
+	sameHashes(t, "pop archive", archiveHashes(t, "mbox:"+filepath.Join(dir, "shared")), serverHashes(t, s, popUser, "INBOX"))
+}
+
+func waitFor(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// freePort is a loopback port nothing listens on.
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return port
+}
+
+func TestE2EBadInputs(t *testing.T) {
+	s, imapUser, _, _ := seededBed(t)
+	dir := t.TempDir()
+	good := "maildir:" + filepath.Join(dir, "good")
+	env := cmdEnv(t, "MAILARK_PASSWORD="+testbed.Password)
+	imaps := s.URL("imaps", imapUser)
+	if p := runBinary(t, env, "fetch", "--ca-file", s.CAFile, imaps, good); p.code != 0 {
+		t.Fatalf("seeding fetch: exit %d %q", p.code, p.stderr)
+	}
+	// A second archive whose folder state is corrupt.
+	corrupt := filepath.Join(dir, "corrupt")
+	if p := runBinary(t, env, "fetch", "--ca-file", s.CAFile, imaps, "maildir:"+corrupt); p.code != 0 {
+		t.Fatalf("seeding fetch: exit %d %q", p.code, p.stderr)
+	}
+	var states []string
+	filepath.WalkDir(filepath.Join(corrupt, ".mailark"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Name() == "state.json" {
+			states = append(states, p)
+		}
+		return nil
+	})
+	if len(states) == 0 {
+		t.Fatal("no state.json in the archive")
+	}
+	os.WriteFile(states[0], []byte(`{"uidvalidity": "not a number`), 0o600)
+
+	notDir := filepath.Join(dir, "a-file")
+	os.WriteFile(notDir, []byte("x"), 0o600)
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(body), 0o600)
+		return p
+	}
+	badTOML := write("bad.toml", "[[job]\nsource = 1\n")
+	unknownKey := write("unknown.toml", fmt.Sprintf("[[job]]\nsource = %q\narchive = %q\nfolders = [\"INBOX\"]\n", imaps, good))
+	badURL := write("badurl.toml", fmt.Sprintf("[[job]]\nsource = \"imaps:/alice\"\narchive = %q\n", good))
+	closed := fmt.Sprintf("imap://%s@127.0.0.1:%d", imapUser, freePort(t))
+
+	tests := []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		want string
+	}{
+		{"missing config", env, []string{"run", "--config", filepath.Join(dir, "none.toml")}, mailerr.ExitUsage, "none.toml does not exist"},
+		{"bad TOML", env, []string{"run", "--config", badTOML}, mailerr.ExitUsage, "bad.toml:1:"},
+		{"unknown key", env, []string{"run", "--config", unknownKey}, mailerr.ExitUsage, `unknown.toml:4:1: unknown key "job.folders"`},
+		{"bad URL in config", env, []string{"run", "--config", badURL}, mailerr.ExitUsage, "badurl.toml:2: bad server URL"},
+		{"bad URL", env, []string{"fetch", "imaps:/alice", good}, mailerr.ExitUsage, "bad server URL"},
+		{"unknown scheme", env, []string{"fetch", "gopher://alice@127.0.0.1", good}, mailerr.ExitUsage, `unknown scheme "gopher"`},
+		{"wrong password", cmdEnv(t, "MAILARK_PASSWORD=wrong"), []string{"fetch", "--ca-file", s.CAFile, imaps, good}, mailerr.ExitAuth, ""},
+		{"unreachable port", env, []string{"fetch", "--retries", "0", closed, good}, mailerr.ExitNetwork, ""},
+		{"untrusted certificate", env, []string{"fetch", imaps, good}, mailerr.ExitTLS, ""},
+		{"unwritable archive path", env, []string{"fetch", "--ca-file", s.CAFile, imaps, "maildir:" + filepath.Join(notDir, "archive")}, mailerr.ExitLocalIO, ""},
+		{"corrupt state file", env, []string{"fetch", "--ca-file", s.CAFile, imaps, "maildir:" + corrupt}, mailerr.ExitDamaged, "damaged"},
+	}
+	before := snapshot(t, filepath.Join(dir, "good"))
+	beforeCorrupt := snapshot(t, corrupt)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := runBinary(t, tc.env, tc.args...)
+			if p.code != tc.code {
+				t.Errorf("exit %d, want %d; stderr %q", p.code, tc.code, p.stderr)
+			}
+			if p.stdout != "" {
+				t.Errorf("stdout %q", p.stdout)
+			}
+			if strings.Count(p.stderr, "\n") != 1 || !strings.HasPrefix(p.stderr, "mailark: ") || !strings.Contains(p.stderr, tc.want) {
+				t.Errorf("stderr %q: want one line starting with \"mailark: \" containing %q", p.stderr, tc.want)
+			}
+			t.Logf("stderr: %s", p.stderr)
+			if strings.Contains(p.stderr, testbed.Password) {
+				t.Errorf("stderr shows the password")
+			}
+		})
+	}
+	sameSnapshot(t, "good archive", before, snapshot(t, filepath.Join(dir, "good")))
+	sameSnapshot(t, "corrupt archive", beforeCorrupt, snapshot(t, corrupt))
+}
+
+func TestE2ERetryAfterDroppedConnection(t *testing.T) {
+	store := pop3server.NewMemStore()
+	msgs := testbed.GenMessages(14, 30, testbed.GenOptions{})
+	want := map[string][]string{}
+	for _, m := range msgs {
+		store.Add("dave", m.Raw)
+		sum := sha256.Sum256(m.Raw)
+		want["INBOX"] = append(want["INBOX"], hex.EncodeToString(sum[:]))
+	}
+	slices.Sort(want["INBOX"])
+	var sessions atomic.Int32
+	srv := &pop3server.Server{Store: store, Users: map[string]string{"dave": "pw"}, Hooks: pop3server.Hooks{
+		// The first session is cut in the middle of the transfer.
+		Session: func(n int) int64 {
+			sessions.Store(int32(n))
+			if n == 1 {
+				return 20_000
+			}
+			return 0
+		},
+	}}
+	addr, err := srv.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	arch := "maildir:" + filepath.Join(t.TempDir(), "a")
+	p := runBinary(t, cmdEnv(t, "MAILARK_PASSWORD=pw"), "fetch", "--json", "pop3://dave@"+addr, arch)
+	if p.code != 0 {
+		t.Fatalf("exit %d, stderr %q", p.code, p.stderr)
+	}
+	if sessions.Load() < 2 {
+		t.Errorf("%d POP3 sessions: the cut connection was not retried", sessions.Load())
+	}
+	sameHashes(t, "archive after retry", archiveHashes(t, arch), want)
+}
