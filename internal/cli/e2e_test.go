@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -458,4 +459,89 @@ func TestE2ERetryAfterDroppedConnection(t *testing.T) {
 		t.Errorf("%d POP3 sessions: the cut connection was not retried", sessions.Load())
 	}
 	sameHashes(t, "archive after retry", archiveHashes(t, arch), want)
+}
+
+func TestE2EDryRunChangesNothing(t *testing.T) {
+	s, imapUser, _, imapFolders := seededBed(t)
+	target := s.AddUser(t, "carol")
+	dir := t.TempDir()
+	env := cmdEnv(t, "MAILARK_PASSWORD="+testbed.Password)
+	arch := filepath.Join(dir, "a")
+
+	p := runBinary(t, env, "fetch", "--dry-run", "--ca-file", s.CAFile, s.URL("imaps", imapUser), "maildir:"+arch)
+	if p.code != 0 || !strings.Contains(p.stdout, "dry run: would fetch 120 messages") || !strings.Contains(p.stdout, "Work/2024") {
+		t.Errorf("fetch --dry-run: exit %d stdout %q stderr %q", p.code, p.stdout, p.stderr)
+	}
+	if _, err := os.Stat(arch); err == nil {
+		t.Errorf("fetch --dry-run created the archive")
+	}
+	if p := runBinary(t, env, "fetch", "--ca-file", s.CAFile, s.URL("imaps", imapUser), "maildir:"+arch); p.code != 0 {
+		t.Fatalf("fetch: %d %q", p.code, p.stderr)
+	}
+	before := snapshot(t, arch)
+	foldersBefore := s.Folders(t, target)
+	p = runBinary(t, env, "restore", "--dry-run", "--ca-file", s.CAFile, "maildir:"+arch, s.URL("imaps", target))
+	if p.code != 0 || !strings.Contains(p.stdout, "dry run: would restore 120 messages") {
+		t.Errorf("restore --dry-run: exit %d stdout %q stderr %q", p.code, p.stdout, p.stderr)
+	}
+	if after := s.Folders(t, target); !slices.Equal(after, foldersBefore) {
+		t.Errorf("restore --dry-run changed the target's folders: %v → %v", foldersBefore, after)
+	}
+	if n, _, _ := s.Status(t, target, "INBOX"); n != 0 {
+		t.Errorf("restore --dry-run uploaded %d messages", n)
+	}
+	sameSnapshot(t, "archive after dry runs", before, snapshot(t, arch))
+
+	// The real restore, then a rerun that uploads nothing.
+	p = runBinary(t, env, "restore", "--json", "--ca-file", s.CAFile, "maildir:"+arch, s.URL("imaps", target))
+	if p.code != 0 || !strings.Contains(p.stdout, `"messages":120,`) {
+		t.Errorf("restore: exit %d stdout %q stderr %q", p.code, p.stdout, p.stderr)
+	}
+	sameHashes(t, "target after restore", serverHashes(t, s, target, imapFolders...), serverHashes(t, s, imapUser, imapFolders...))
+	p = runBinary(t, env, "restore", "--json", "--ca-file", s.CAFile, "maildir:"+arch, s.URL("imaps", target))
+	if p.code != 0 || !strings.Contains(p.stdout, `"restore":{"folders":`) || !strings.Contains(p.stdout, `"messages":0,`) {
+		t.Errorf("second restore: exit %d stdout %q", p.code, p.stdout)
+	}
+}
+
+func TestE2ESecretsStayOut(t *testing.T) {
+	s, imapUser, popUser, _ := seededBed(t)
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "mailark.log")
+	pwFile := filepath.Join(dir, "pw")
+	os.WriteFile(pwFile, []byte(testbed.Password+"\n"), 0o600)
+	env := cmdEnv(t)
+	var stderr strings.Builder
+	for _, src := range []string{s.URL("imap", imapUser), s.URL("pop3", popUser)} {
+		arch := "maildir:" + filepath.Join(dir, "arch-"+strings.SplitN(src, ":", 2)[0])
+		p := runBinary(t, env, "fetch", "--verbose", "--log-file", logFile, "--password-file", pwFile, "--ca-file", s.CAFile, src, arch)
+		if p.code != 0 {
+			t.Fatalf("fetch %s: exit %d %q", src, p.code, p.stderr)
+		}
+		stderr.WriteString(p.stderr)
+	}
+	trace := stderr.String()
+	if !strings.Contains(trace, "<redacted>") || !strings.Contains(trace, "C: ") {
+		t.Errorf("--verbose did not trace the protocol with credentials redacted:\n%.2000s", trace)
+	}
+	logData, _ := os.ReadFile(logFile)
+	plain := base64PLAIN(imapUser, testbed.Password)
+	for name, text := range map[string]string{"trace": trace, "log file": string(logData)} {
+		if strings.Contains(text, testbed.Password) || strings.Contains(text, plain) {
+			t.Errorf("the password appears in the %s", name)
+		}
+	}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || p == pwFile {
+			return nil
+		}
+		if data, _ := os.ReadFile(p); bytes.Contains(data, []byte(testbed.Password)) {
+			t.Errorf("the password appears in %s", p)
+		}
+		return nil
+	})
+}
+
+func base64PLAIN(user, pass string) string {
+	return base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
 }
