@@ -352,17 +352,13 @@ func (f *Folder) ByUIDL(uidl string) (Meta, bool) {
 
 // BySHA256 lists the committed messages with this digest (lower-case hex).
 func (f *Folder) BySHA256(sum string) []Meta {
-	var key [32]byte
-	if n, err := hex.Decode(key[:], []byte(strings.ToLower(sum))); err != nil || n != 32 {
+	key, ok := decodeSum(sum)
+	if !ok {
 		return nil
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	head, ok := f.idx.bySum[key]
-	if !ok {
-		return nil
-	}
-	return f.metas(f.idx.chain(head, f.idx.nextSum))
+	return f.metas(f.idx.bySHA256(key))
 }
 
 // ByMessageID lists the committed messages with this raw Message-ID.

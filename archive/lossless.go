@@ -50,15 +50,21 @@ func encodeLosslessAll(in []string) []string {
 	return out
 }
 
+// decodeLosslessAll decodes a list; it copies before changing anything,
+// as the list may be shared.
 func decodeLosslessAll(in []string) ([]string, bool) {
+	out := in
 	for i, s := range in {
 		if len(s) > 0 && s[0] == 0 {
 			d, ok := decodeLossless(s)
 			if !ok {
 				return nil, false
 			}
-			in[i] = d
+			if &out[0] == &in[0] {
+				out = append([]string(nil), in...)
+			}
+			out[i] = d
 		}
 	}
-	return in, true
+	return out, true
 }
