@@ -2,8 +2,8 @@ package archive
 
 import (
 	"bufio"
-	"encoding/binary"
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
