@@ -122,14 +122,15 @@ func (r *imapRun) run() error {
 		conn.Close()
 		return r.runError(err)
 	}
-	var visits []*folderJob
+	var visits, quiet []*folderJob
 	for _, j := range jobs {
 		if j.visit {
 			visits = append(visits, j)
 		} else if !r.opt.DryRun {
-			r.touch(j)
+			quiet = append(quiet, j)
 		}
 	}
+	r.touchAll(quiet)
 	slices.SortStableFunc(visits, func(a, b *folderJob) int { return cmp.Compare(b.weight, a.weight) })
 	r.runWorkers(conn, visits) // closes conn
 	return r.finish()
@@ -340,6 +341,24 @@ func delimString(d rune) string {
 		return ""
 	}
 	return string(d)
+}
+
+// touchAll records a successful sync of the folders that needed no
+// visit. Each is a small durable write; done a few at a time, their
+// syncs overlap.
+func (r *imapRun) touchAll(jobs []*folderJob) {
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			r.touch(j)
+		}()
+	}
+	wg.Wait()
 }
 
 // touch records a successful sync of a folder that needed no visit.
