@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mailark/mailark/archive"
 	"github.com/mailark/mailark/internal/account"
 	"github.com/mailark/mailark/internal/demo"
 	"github.com/mailark/mailark/internal/mailerr"
@@ -35,7 +33,9 @@ ports, with realistic mail in them, and then does what mailark is for:
   1. backs up an IMAP account (INBOX, Sent, Drafts, nested and non-ASCII
      folders, flags) into an archive, and runs the backup again (nothing new);
   2. lists the archive;
-  3. migrates a POP3 box plus the mail client's local Sent folder to a new
+  3. restores the archive to an empty account, as after losing a device,
+     verifies it, and restores again (nothing is uploaded twice);
+  4. migrates a POP3 box plus the mail client's local Sent folder to a new
      IMAP account that already holds some of the same messages, then verifies.
 
 Nothing is installed and nothing leaves the machine. The archives go to a
@@ -109,6 +109,10 @@ func (d *demoRun) run(ctx context.Context, keep bool) error {
 		return err
 	}
 	d.say("")
+	if err := d.restore(ctx, backup); err != nil {
+		return err
+	}
+	d.say("")
 	if err := d.migrate(ctx); err != nil {
 		return err
 	}
@@ -129,20 +133,15 @@ func (d *demoRun) account(url string) (*account.Account, error) {
 		envNames: []string{EnvPassword}}.build(d.s)
 }
 
-// step runs one job with the session's bar and prints its summary. An
-// operation not built into this binary is reported and skipped.
-func (d *demoRun) step(ctx context.Context, j *job) (*jobResult, bool, error) {
+// step runs one job with the session's bar and prints its summary.
+func (d *demoRun) step(ctx context.Context, j *job) error {
 	disp := d.s.newDisplay()
 	r := d.a.runJob(ctx, d.s, disp, j)
 	if disp != nil {
 		disp.Close()
 	}
-	if errors.Is(r.err, errNotBuilt) {
-		d.say("   (skipped: %v)", r.err)
-		return r, false, nil
-	}
 	d.s.report(j, r)
-	return r, r.err == nil, r.err
+	return r.err
 }
 
 func (d *demoRun) backup(ctx context.Context, spec string) error {
@@ -158,21 +157,15 @@ func (d *demoRun) backup(ctx context.Context, spec string) error {
 	conn := connFlags{Connections: defaultConnections, Retries: 0}
 	j := fetchJob("", acct, spec, conn, folderFlags{}, pop3Flags{}, 0, false)
 	d.say("   $ mailark fetch %s %s", b.URL, spec)
-	_, ok, err := d.step(ctx, j)
-	if err != nil || !ok {
+	if err := d.step(ctx, j); err != nil {
 		return err
 	}
 	d.say("   Run it again, as cron would: only what is new is fetched.")
-	_, _, err = d.step(ctx, fetchJob("", acct, spec, conn, folderFlags{}, pop3Flags{}, 0, false))
-	return err
+	return d.step(ctx, fetchJob("", acct, spec, conn, folderFlags{}, pop3Flags{}, 0, false))
 }
 
 func (d *demoRun) list(ctx context.Context, spec string) error {
 	l, err := d.a.env.Engine.List(ctx, spec)
-	if errors.Is(err, archive.ErrNotArchive) {
-		d.say("   (no archive: the backup step did not run)")
-		return nil
-	}
 	if err != nil {
 		return err
 	}
@@ -186,9 +179,32 @@ func (d *demoRun) list(ctx context.Context, spec string) error {
 	return nil
 }
 
+func (d *demoRun) restore(ctx context.Context, spec string) error {
+	fresh := d.srv.Fresh
+	d.say("3. The laptop is lost: restoring the archive to %s, %s.", fresh.URL, fresh.Description)
+	target, err := d.account(fresh.URL)
+	if err != nil {
+		return err
+	}
+	j := &job{kind: "restore", archive: spec, target: target.String()}
+	j.restore = []RestoreRequest{{Target: target, Archive: spec, Connections: defaultConnections}}
+	d.say("   $ mailark restore %s %s", spec, fresh.URL)
+	if err := d.step(ctx, j); err != nil {
+		return err
+	}
+	d.say("   $ mailark verify %s %s", spec, fresh.URL)
+	v := &job{kind: "verify", archive: spec, target: target.String()}
+	v.verify = []VerifyRequest{{Account: target, Archive: spec, Connections: defaultConnections}}
+	if err := d.step(ctx, v); err != nil {
+		return err
+	}
+	d.say("   Run the restore again: nothing is uploaded twice.")
+	return d.step(ctx, j)
+}
+
 func (d *demoRun) migrate(ctx context.Context) error {
 	pop, target := d.srv.OldPOP, d.srv.NewIMAP
-	d.say("3. Moving %s, %s,", pop.URL, pop.Description)
+	d.say("4. Moving %s, %s,", pop.URL, pop.Description)
 	d.say("   plus the mail client's local Sent folder (%s),", d.srv.LocalSent)
 	d.say("   to %s, %s:", target.URL, target.Description)
 	src, err := d.account(pop.URL)
@@ -207,8 +223,7 @@ func (d *demoRun) migrate(ctx context.Context) error {
 	conn := connFlags{Connections: defaultConnections, Retries: 0}
 	j := migrateJob("", src, dst, spec, []string{d.srv.LocalSent}, conn, folderFlags{}, pop3Flags{}, nil, "", 0, false)
 	d.say("   $ mailark migrate %s %s --archive %s --add '%s'", pop.URL, target.URL, spec, d.srv.LocalSent)
-	_, ok, err := d.step(ctx, j)
-	if err != nil || !ok {
+	if err := d.step(ctx, j); err != nil {
 		return err
 	}
 	folders, err := d.srv.NewAccountFolders()

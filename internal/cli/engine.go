@@ -119,13 +119,19 @@ type VerifyReport struct {
 	Folders []VerifyFolder `json:"folders"`
 }
 
-// VerifyFolder compares one archive folder with its server folder.
+// VerifyFolder compares archive folders with the server folder they map
+// to. Name is empty for a server folder no archive folder maps to.
 type VerifyFolder struct {
 	Name             string `json:"name"`
 	Target           string `json:"target"`
 	Matched          int64  `json:"matched"`
 	MissingOnServer  int64  `json:"missing_on_server"`
 	MissingInArchive int64  `json:"missing_in_archive"`
+	FlagsDiffer      int64  `json:"flags_differ,omitempty"` // reported, not a mismatch
+	Note             string `json:"note,omitempty"`
+	// The messages missing, by Message-ID (or archive key / server UID).
+	MissingOnServerIDs  []string `json:"missing_on_server_ids,omitempty"`
+	MissingInArchiveIDs []string `json:"missing_in_archive_ids,omitempty"`
 }
 
 // Differs reports whether any folder differs.

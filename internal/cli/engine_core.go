@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,16 +13,6 @@ import (
 
 // coreEngine drives mailark's archive, fetch and restore packages.
 type coreEngine struct{}
-
-// errNotBuilt marks an operation whose core package is not part of this
-// build yet; notBuilt is the honest answer in its place.
-var errNotBuilt = errors.New("not available in this build of mailark yet")
-
-func notBuilt(op string) error { return fmt.Errorf("%s is %w", op, errNotBuilt) }
-
-func (coreEngine) Verify(ctx context.Context, req VerifyRequest) (VerifyReport, error) {
-	return VerifyReport{}, notBuilt("verify")
-}
 
 // List reads an archive without locking it: ls works while a fetch runs.
 func (coreEngine) List(ctx context.Context, spec string) (Listing, error) {

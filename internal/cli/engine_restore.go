@@ -2,10 +2,9 @@ package cli
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"errors"
+	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/mailark/mailark/archive"
@@ -37,7 +36,7 @@ func (coreEngine) Restore(ctx context.Context, req RestoreRequest) (Stats, error
 			}
 			defer ledger.Close()
 		}
-	} else if opt.LedgerPath, err = foreignLedgerPath(req.Archive, req.Target.String()); err != nil {
+	} else if opt.LedgerPath, err = restore.LedgerPathFor(req.Archive, req.Target); err != nil {
 		return Stats{}, err
 	}
 	res, err := restore.Restore(ctx, src, ledger, req.Target, opt)
@@ -57,27 +56,6 @@ func mustExist(spec string) error {
 	return nil
 }
 
-// foreignLedgerPath is where the restore ledger of a tree another program
-// wrote is kept: not in the tree (mailark never writes there) but under
-// $XDG_STATE_HOME/mailark/ledgers, one file per tree and target.
-func foreignLedgerPath(tree, target string) (string, error) {
-	base := os.Getenv("XDG_STATE_HOME")
-	if base == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", mailerr.E(mailerr.ErrUsage, err, "cannot find a place for the restore ledger; set XDG_STATE_HOME")
-		}
-		base = filepath.Join(home, ".local", "state")
-	}
-	sum := sha256.Sum256([]byte(tree + "\x00" + target))
-	name := filepath.Base(tree) + "-" + hex.EncodeToString(sum[:8]) + ".jsonl"
-	dir := filepath.Join(base, "mailark", "ledgers")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", mailerr.E(mailerr.ErrLocalIO, err, "cannot create the restore ledger directory")
-	}
-	return filepath.Join(dir, name), nil
-}
-
 func restoreStats(res *restore.Result) Stats {
 	if res == nil {
 		return Stats{}
@@ -89,4 +67,46 @@ func restoreStats(res *restore.Result) Stats {
 			Messages: int64(p.Upload), Bytes: p.Bytes, Skipped: int64(p.Present + p.InLedger), Note: p.Note})
 	}
 	return st
+}
+
+// Verify reads the archive without locking it and compares it with the
+// account. Differences are the report's business, not an error: verify
+// and migrate judge them differently.
+func (coreEngine) Verify(ctx context.Context, req VerifyRequest) (VerifyReport, error) {
+	if err := mustExist(req.Archive); err != nil {
+		return VerifyReport{}, err
+	}
+	src, err := openReader(ctx, req.Archive, archive.Options{ReadOnly: true, Logger: req.Logger})
+	if err != nil {
+		return VerifyReport{}, err
+	}
+	defer src.Close()
+	diffs, err := restore.Verify(ctx, src, req.Account, restore.Options{FolderMap: req.FolderMap, Prefix: req.Prefix,
+		Connections: req.Connections, Logger: req.Logger})
+	if errors.Is(err, mailerr.ErrMismatch) {
+		err = nil
+	}
+	var rep VerifyReport
+	for _, d := range diffs {
+		f := VerifyFolder{Name: strings.Join(d.Sources, ", "), Target: d.Folder, Matched: int64(d.Matched),
+			MissingOnServer: int64(len(d.MissingOnServer)), MissingInArchive: int64(len(d.MissingInArchive)),
+			FlagsDiffer: int64(d.FlagsDiffer), Note: d.Note}
+		for _, m := range d.MissingOnServer {
+			f.MissingOnServerIDs = append(f.MissingOnServerIDs, messageLabel(m.MessageID, "key "+m.Key))
+		}
+		for _, m := range d.MissingInArchive {
+			f.MissingInArchiveIDs = append(f.MissingInArchiveIDs, messageLabel(m.MessageID, fmt.Sprintf("UID %d", m.UID)))
+		}
+		rep.Folders = append(rep.Folders, f)
+	}
+	return rep, err
+}
+
+// messageLabel names a message in a report: its Message-ID, or else where
+// it is.
+func messageLabel(id, fallback string) string {
+	if id != "" {
+		return id
+	}
+	return fallback
 }

@@ -147,10 +147,6 @@ func (a *app) runSteps(ctx context.Context, s *session, d *termbar.Display, j *j
 			return a.env.Engine.Verify(ctx, req)
 		})
 		r.Attempts += attempts
-		if errors.Is(err, errNotBuilt) {
-			s.logger.Warn("verify skipped: "+err.Error(), "job", label)
-			break
-		}
 		if r.Verify == nil {
 			r.Verify = &VerifyReport{}
 		}

@@ -111,11 +111,18 @@ func fetchLine(j *job, st *Stats) string {
 
 func restoreLine(j *job, st *Stats) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "restored %s (%s) in %s to %s",
-		plural(st.Messages, "message", "messages"), humanBytes(st.Bytes),
-		plural(int64(st.Folders), "folder", "folders"), j.target)
-	if st.Skipped > 0 {
-		fmt.Fprintf(&b, ", %d already there", st.Skipped)
+	if st.Messages == 0 {
+		fmt.Fprintf(&b, "nothing to upload to %s: %s already there", j.target, plural(st.Skipped, "message", "messages"))
+	} else {
+		fmt.Fprintf(&b, "restored %s (%s) in %s to %s",
+			plural(st.Messages, "message", "messages"), humanBytes(st.Bytes),
+			plural(int64(st.Folders), "folder", "folders"), j.target)
+		if st.Skipped > 0 {
+			fmt.Fprintf(&b, ", %d already there", st.Skipped)
+		}
+	}
+	if st.Created > 0 {
+		fmt.Fprintf(&b, ", %s created", plural(int64(st.Created), "folder", "folders"))
 	}
 	if st.Failed > 0 {
 		fmt.Fprintf(&b, ", %d failed", st.Failed)
@@ -167,13 +174,36 @@ func (s *session) printVerify(prefix string, r *VerifyReport, afterMigrate bool)
 		}
 		differ++
 		name := f.Name
-		if f.Target != "" && f.Target != f.Name {
+		switch {
+		case name == "":
+			name = "(server only) " + f.Target
+		case f.Target != "" && f.Target != f.Name:
 			name += " → " + f.Target
 		}
 		s.printf("%s%-40s %d missing on the server, %d missing in the archive\n", prefix, name, f.MissingOnServer, f.MissingInArchive)
+		s.printExamples(prefix+"  not on the server: ", f.MissingOnServerIDs)
+		if !afterMigrate {
+			s.printExamples(prefix+"  not in the archive: ", f.MissingInArchiveIDs)
+		}
 	}
-	if differ == 0 {
+	switch {
+	case differ > 0:
+	case afterMigrate:
+		s.summary("%sverified: every archived message is on the server (%s)", prefix, plural(matched, "message", "messages"))
+	default:
 		s.summary("%sverified: archive and server match (%s in %s)", prefix,
 			plural(matched, "message", "messages"), plural(int64(len(r.Folders)), "folder", "folders"))
+	}
+}
+
+// printExamples lists a few messages of a difference; --json has them all.
+func (s *session) printExamples(prefix string, ids []string) {
+	const shown = 5
+	for i, id := range ids {
+		if i == shown {
+			s.printf("%s... and %d more (--json lists all)\n", prefix, len(ids)-shown)
+			return
+		}
+		s.printf("%s%s\n", prefix, id)
 	}
 }

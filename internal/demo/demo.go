@@ -41,6 +41,9 @@ type Folder struct {
 type Servers struct {
 	// Backup is the IMAP account backed up to an archive.
 	Backup Account
+	// Fresh is an empty IMAP account the backup is restored to, as after
+	// losing a device or changing provider.
+	Fresh Account
 	// OldPOP is a POP3 box at a provider that is closing.
 	OldPOP Account
 	// NewIMAP is the IMAP account the POP history moves to. It already
@@ -64,6 +67,11 @@ func Start(dir string) (*Servers, error) {
 	if err != nil {
 		return nil, err
 	}
+	fresh := imapmemserver.NewUser("alice.new", Password)
+	if err := fresh.Create("INBOX", nil); err != nil {
+		return nil, err
+	}
+	mem.AddUser(fresh)
 	newUser := imapmemserver.NewUser("carol", Password)
 	if err := newUser.Create("INBOX", nil); err != nil {
 		return nil, err
@@ -102,6 +110,7 @@ func Start(dir string) (*Servers, error) {
 	}
 
 	s.Backup = Account{URL: "imap://alice@" + imapAddr, Description: "an IMAP account with a few years of mail", Folders: backup}
+	s.Fresh = Account{URL: "imap://alice.new@" + imapAddr, Description: "an empty account at a new provider"}
 	s.OldPOP = Account{URL: "pop3://carol@" + popAddr, Description: "a POP3 box at a provider that is closing",
 		Folders: []Folder{{"INBOX", len(carolInbox())}}}
 	s.NewIMAP = Account{URL: "imap://carol@" + imapAddr, Description: "the new IMAP account (already holds 2 of the POP messages)",
