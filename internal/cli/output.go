@@ -63,6 +63,8 @@ func (a *app) runSingle(ctx context.Context, s *session, j *job) error {
 // report prints a finished job: its --json object, the --dry-run plan,
 // verify differences, and on a terminal the summary lines.
 func (s *session) report(j *job, r *jobResult) {
+	s.outMu.Lock()
+	defer s.outMu.Unlock()
 	s.emit(r)
 	prefix := ""
 	if j.name != "" {

@@ -60,8 +60,10 @@ type session struct {
 	logger      *slog.Logger
 	logFile     *os.File
 
-	jsonMu sync.Mutex
-	json   *json.Encoder
+	// outMu keeps one job's report (JSON object, plan, summary lines)
+	// together on stdout when jobs end at the same time.
+	outMu sync.Mutex
+	json  *json.Encoder
 }
 
 func newSession(env *Env, out outputFlags) (*session, error) {
@@ -169,13 +171,12 @@ func (s *session) printf(format string, args ...any) {
 	fmt.Fprintf(s.stdout, format, args...)
 }
 
-// emit writes one JSON object per line (--json).
+// emit writes one JSON object per line (--json). Callers serialise:
+// report holds outMu; final summaries are written after every job ended.
 func (s *session) emit(v any) {
 	if s.json == nil {
 		return
 	}
-	s.jsonMu.Lock()
-	defer s.jsonMu.Unlock()
 	_ = s.json.Encode(v)
 }
 
