@@ -545,3 +545,67 @@ func TestE2ESecretsStayOut(t *testing.T) {
 func base64PLAIN(user, pass string) string {
 	return base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
 }
+
+// mboxOf writes messages as a mail client's mbox file (mboxo, LF).
+func mboxOf(t *testing.T, path string, msgs []testbed.Message) {
+	t.Helper()
+	var b bytes.Buffer
+	for _, m := range msgs {
+		b.WriteString("From someone@example.org " + m.Date.UTC().Format("Mon Jan _2 15:04:05 2006") + "\n")
+		for _, line := range strings.SplitAfter(strings.ReplaceAll(string(m.Raw), "\r\n", "\n"), "\n") {
+			if strings.HasPrefix(strings.TrimLeft(line, ">"), "From ") {
+				line = ">" + line
+			}
+			b.WriteString(line)
+		}
+		b.WriteString("\n")
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestE2EMigratePOPWithLocalSent(t *testing.T) {
+	s := testbed.Start(t)
+	old, target := s.AddUser(t, "old"), s.AddUser(t, "new")
+	inbox := testbed.GenMessages(21, 25, testbed.GenOptions{AttachmentRate: -1})
+	s.Import(t, old, inbox)
+	s.Import(t, target, inbox[:5]) // the new account already has some of them
+	dir := t.TempDir()
+	sent := filepath.Join(dir, "Sent")
+	mboxOf(t, sent, testbed.GenMessages(22, 6, testbed.GenOptions{Folders: []string{"Sent"}, AttachmentRate: -1}))
+	env := cmdEnv(t, "MAILARK_PASSWORD="+testbed.Password, "MAILARK_TARGET_PASSWORD="+testbed.Password,
+		"XDG_STATE_HOME="+filepath.Join(dir, "state"))
+	arch := "maildir:" + filepath.Join(dir, "arch")
+	args := []string{"migrate", "--json", "--ca-file", s.CAFile, "--target-ca-file", s.CAFile, "--archive", arch, "--add", sent,
+		s.URL("pop3s", old), s.URL("imaps", target)}
+
+	p := runBinary(t, env, args...)
+	if p.code != 0 || p.stderr != "" {
+		t.Fatalf("migrate: exit %d stderr %q stdout %s", p.code, p.stderr, p.stdout)
+	}
+	if !strings.Contains(p.stdout, `"messages":26,`) || !strings.Contains(p.stdout, `"skipped":5,`) {
+		t.Errorf("want 20 + 6 uploaded and 5 skipped: %s", p.stdout)
+	}
+	// Every POP message once in the new INBOX, the local Sent in its Sent.
+	want := serverHashes(t, s, old, "INBOX")
+	sameHashes(t, "new INBOX", serverHashes(t, s, target, "INBOX"), want)
+	if n, _, _ := s.Status(t, target, s.SentName); n != 6 {
+		t.Errorf("new Sent holds %d messages, want 6", n)
+	}
+
+	// A rerun uploads nothing.
+	p = runBinary(t, env, args...)
+	if p.code != 0 || !strings.Contains(p.stdout, `"restore":{"folders":2,"messages":0,`) {
+		t.Errorf("rerun: exit %d stdout %s", p.code, p.stdout)
+	}
+	if n, _, _ := s.Status(t, target, "INBOX"); n != 25 {
+		t.Errorf("after the rerun the new INBOX holds %d, want 25", n)
+	}
+
+	// verify is strict both ways: the target's Sent is not in the POP archive.
+	p = runBinary(t, env, "verify", "--ca-file", s.CAFile, arch, s.URL("imaps", target))
+	if p.code != mailerr.ExitMismatch || !strings.Contains(p.stdout, "6 missing in the archive") {
+		t.Errorf("verify: exit %d stdout %q stderr %q", p.code, p.stdout, p.stderr)
+	}
+}
