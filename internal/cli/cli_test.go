@@ -441,3 +441,24 @@ func TestInterruptedNeverExitsZero(t *testing.T) {
 		t.Errorf("exit code %d (%v), want 130", mailerr.ExitCode(err), err)
 	}
 }
+
+func TestOAuthTokenCommand(t *testing.T) {
+	t.Setenv(EnvPassword, "not-a-token")
+	arch := "maildir:" + filepath.Join(t.TempDir(), "a")
+	var got string
+	var auth string
+	eng := &stubEngine{fetch: func(r FetchRequest) (Stats, error) {
+		got, _ = r.Source.Secret.Secret(context.Background())
+		auth = string(r.Source.Auth)
+		return Stats{}, nil
+	}}
+	r := runCLI(t, eng, false, "fetch", "--oauth-token-command", "echo ya29.token", "imaps://me@gmail.example?auth=xoauth2", arch)
+	if r.err != nil || got != "ya29.token" || auth != "xoauth2" {
+		t.Errorf("token %q auth %q err %v", got, auth, r.err)
+	}
+	// A token command on a password account is not used for the password.
+	r = runCLI(t, eng, false, "fetch", "--oauth-token-command", "echo ya29.token", "imaps://me@host", arch)
+	if r.err != nil || got != "not-a-token" {
+		t.Errorf("password account used %q (err %v)", got, r.err)
+	}
+}

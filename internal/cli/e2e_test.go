@@ -609,3 +609,41 @@ func TestE2EMigratePOPWithLocalSent(t *testing.T) {
 		t.Errorf("verify: exit %d stdout %q stderr %q", p.code, p.stdout, p.stderr)
 	}
 }
+
+func TestE2EInterruptExits130(t *testing.T) {
+	arch := filepath.Join(t.TempDir(), "a")
+	cmd := exec.Command(mailarkBinary(t), "fetch", "--timeout", "1m", stallingPOP3(t), "maildir:"+arch)
+	cmd.Env = cmdEnv(t, "MAILARK_PASSWORD=pw")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lockFile := filepath.Join(arch, ".mailark", "lock")
+	waitFor(t, 10*time.Second, func() bool {
+		b, _ := os.ReadFile(lockFile)
+		return strings.Contains(string(b), `"pid":`+strconv.Itoa(cmd.Process.Pid))
+	})
+	time.Sleep(200 * time.Millisecond) // into the stalled transfer
+	cmd.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("SIGINT did not stop the run")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != mailerr.ExitInterrupted {
+		t.Errorf("exit %d, want 130; stderr %q", code, stderr.String())
+	}
+	if strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), "interrupted") {
+		t.Errorf("stderr %q: want one line saying interrupted", stderr.String())
+	}
+	// The archive is consistent: it opens, and the lock is free again.
+	a, err := archive.Open(context.Background(), "maildir:"+arch, archive.Options{})
+	if err != nil {
+		t.Fatalf("archive after SIGINT: %v", err)
+	}
+	a.Close()
+}
