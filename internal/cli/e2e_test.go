@@ -634,6 +634,7 @@ func TestE2EInterruptExits130(t *testing.T) {
 		cmd.Process.Kill()
 		t.Fatal("SIGINT did not stop the run")
 	}
+	t.Logf("stderr: %s", stderr.String())
 	if code := cmd.ProcessState.ExitCode(); code != mailerr.ExitInterrupted {
 		t.Errorf("exit %d, want 130; stderr %q", code, stderr.String())
 	}
