@@ -187,6 +187,14 @@ func (r *imapRun) plan(conn *imapconn.Conn) ([]*folderJob, error) {
 			r.countSkipped()
 			continue
 		}
+		if box.BadName {
+			r.mu.Lock()
+			r.failures++
+			r.res.FoldersSkipped++
+			r.mu.Unlock()
+			r.warn(fmt.Sprintf("folder %q skipped: the server sent its name as %q, which is not valid IMAP (modified UTF-7), so it cannot be opened; rename it with a mail program", name, box.RawName))
+			continue
+		}
 		jobs = append(jobs, &folderJob{box: box, name: name, status: box.Status})
 	}
 	if err := r.fillStatus(conn, jobs); err != nil {

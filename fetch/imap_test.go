@@ -529,6 +529,20 @@ func TestIMAPCancelKeepsWhatIsDurable(t *testing.T) {
 	}
 }
 
+func TestIMAPInvalidFolderNameSkippedOthersFetched(t *testing.T) {
+	m, want := miniFixture(t, 5)
+	m.Set(func(m *imaptest.Mini) { m.ExtraNames = []string{`"Tom & Jerry"`} })
+	a, _ := imapAccount(m.Host, m.Port)
+	dir := tempArchive(t)
+	res, err := runIMAPFetch(t, a, archive.Maildir, dir, Options{})
+	if !errors.Is(err, mailerr.ErrPartial) || len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], `"Tom & Jerry"`) {
+		t.Fatalf("err %v, warnings %q", err, res.Warnings)
+	}
+	if d := diffSnapshots(want, archiveSnapshot(t, archive.Maildir, dir)); d != "" {
+		t.Fatal(d)
+	}
+}
+
 func TestIMAPHostileFolderNamesStayInside(t *testing.T) {
 	m := imaptest.StartMini(t)
 	names := []string{"../escape", "/etc/x", `a\b`, "..", ".hidden", "Case", "case", strings.Repeat("n", 300)}

@@ -58,6 +58,11 @@ type Mailbox struct {
 	NoSelect bool
 	// Status is what LIST-STATUS returned with the folder; nil without it.
 	Status *imap.StatusData
+	// BadName marks a name the server sent that is not valid modified
+	// UTF-7: Name shows it as text, RawName is what the server sent. Such
+	// a folder cannot be opened by name through imapclient.
+	BadName bool
+	RawName string
 }
 
 // List lists every folder of the account.
@@ -83,6 +88,10 @@ func (c *Conn) ListStatus(ctx context.Context, status *imap.StatusOptions) ([]Ma
 			opts = nil
 		}
 	}
+	fix := newListFixer()
+	c.wire.listFix.Store(fix)
+	// The reader drops the fixer itself once the LIST is over and every
+	// byte it holds is handed on.
 	data, err := c.Client.List("", "*", opts).Collect()
 	if err != nil {
 		return nil, c.Err(err, "listing folders")
@@ -90,6 +99,9 @@ func (c *Conn) ListStatus(ctx context.Context, status *imap.StatusOptions) ([]Ma
 	out := make([]Mailbox, 0, len(data))
 	for _, d := range data {
 		m := Mailbox{Name: d.Mailbox, Delim: d.Delim, Attrs: d.Attrs, Status: d.Status}
+		fix.mu.Lock()
+		m.RawName, m.BadName = fix.renamed[d.Mailbox]
+		fix.mu.Unlock()
 		if strings.EqualFold(m.Name, "INBOX") {
 			m.Name = "INBOX"
 		}

@@ -1,9 +1,13 @@
 package imapconn
 
 import (
+	"context"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
+
+	"github.com/mailark/mailark/internal/account"
+	"github.com/mailark/mailark/internal/imapconn/imaptest"
 )
 
 func TestArchiveNameRoundTrip(t *testing.T) {
@@ -110,5 +114,47 @@ func TestLiteralSize(t *testing.T) {
 		if got := literalSize([]byte(in)); got != want {
 			t.Errorf("literalSize(%q) = %d, want %d", in, got, want)
 		}
+	}
+}
+
+func TestValidMUTF7(t *testing.T) {
+	for s, want := range map[string]bool{
+		"INBOX": true, "Entw&APw-rfe": true, "Tom &- Jerry": true, "Entwürfe": true, "&ZeVnLIqe-": true,
+		"Tom & Jerry": false, "&Jjo": false, "a\x01b": false, "\xff": false, "&AGE-": false /* "a" encoded */, "&AOQ-&AOQ-": false,
+	} {
+		if got := validMUTF7(s); got != want {
+			t.Errorf("validMUTF7(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+func TestListSurvivesBadNames(t *testing.T) {
+	m := imaptest.StartMini(t)
+	m.AddFolder("Good", 2)
+	m.Set(func(m *imaptest.Mini) { m.ExtraNames = []string{`"Tom & Jerry"`, `"&Jjo"`, "Bad&Atom", `"ctl` + "\x01" + `x"`} })
+	c := dialOK(t, testAccount(m.Host, m.Port, account.Plain, "x"))
+	boxes, err := c.List(context.Background())
+	if err != nil {
+		t.Fatalf("LIST failed: %v", err)
+	}
+	got := map[string]Mailbox{}
+	for _, b := range boxes {
+		got[b.Name] = b
+	}
+	for name, raw := range map[string]string{"Tom & Jerry": "Tom & Jerry", "&Jjo": "&Jjo", "Bad&Atom": "Bad&Atom", "ctl?x": "ctl\x01x"} {
+		b, ok := got[name]
+		if !ok || !b.BadName || b.RawName != raw {
+			t.Errorf("%q: %+v (listed: %v)", name, b, boxes)
+		}
+	}
+	if g := got["Good"]; g.BadName || g.Name != "Good" {
+		t.Errorf("Good: %+v", g)
+	}
+	// The connection is still usable, and later lists work without the fixer.
+	if err := c.Client.Noop().Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.List(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }

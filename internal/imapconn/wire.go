@@ -63,6 +63,9 @@ type wire struct {
 	// rawCmd is the command sent with Conn.RawCommand whose answer is
 	// being taken off the stream, nil when imapclient reads it all.
 	rawCmd atomic.Pointer[rawDivert]
+	// listFix rewrites bad folder names while Conn.ListStatus runs
+	// (listfix.go); nil otherwise.
+	listFix atomic.Pointer[listFixer]
 }
 
 func newWire(raw net.Conn, timeout time.Duration, trace *tracer) *wire {
@@ -186,6 +189,35 @@ type protoConn struct {
 
 func (c protoConn) Read(b []byte) (int, error) {
 	for {
+		// While a LIST runs, bad folder names are rewritten (listfix.go).
+		// The fixer is looked up after the read returns: imapclient's
+		// reader is usually blocked in a read when the LIST is sent.
+		if f := c.w.listFix.Load(); f != nil {
+			n, done := f.take(b)
+			if done {
+				c.w.listFix.CompareAndSwap(f, nil)
+			}
+			if n > 0 {
+				return n, nil
+			}
+		}
+		m, err := c.readStream(b)
+		f := c.w.listFix.Load()
+		if f == nil || m == 0 {
+			return m, err
+		}
+		f.feed(b[:m])
+		if err != nil {
+			if n, _ := f.take(b); n > 0 {
+				return n, nil
+			}
+			return 0, err
+		}
+	}
+}
+
+func (c protoConn) readStream(b []byte) (int, error) {
+	for {
 		n, err := c.Conn.Read(b)
 		if n > 0 {
 			if perr := c.w.serverBytes(b[:n]); perr != nil {
@@ -222,6 +254,9 @@ func (w *wire) clientBytes(p []byte) {
 		if !l.continued {
 			if tag, ok := commandTag(l.head); ok {
 				w.expect(tag)
+				if f := w.listFix.Load(); f != nil {
+					f.sawCommand(tag, l.head)
+				}
 			}
 		}
 		if w.trace != nil {
