@@ -131,7 +131,9 @@ func TestValidMUTF7(t *testing.T) {
 func TestListSurvivesBadNames(t *testing.T) {
 	m := imaptest.StartMini(t)
 	m.AddFolder("Good", 2)
-	m.Set(func(m *imaptest.Mini) { m.ExtraNames = []string{`"Tom & Jerry"`, `"&Jjo"`, "Bad&Atom", `"ctl` + "\x01" + `x"`} })
+	m.Set(func(m *imaptest.Mini) {
+		m.ExtraNames = []string{`"Tom & Jerry"`, `"&Jjo"`, "Bad&Atom", `"ctl` + "\x01" + `x"`}
+	})
 	c := dialOK(t, testAccount(m.Host, m.Port, account.Plain, "x"))
 	boxes, err := c.List(context.Background())
 	if err != nil {
