@@ -290,6 +290,11 @@ func (f *Folder) Commit() error {
 		f.staged = f.staged[:0]
 		clear(f.stagedAdds)
 		f.stagedFlags = f.stagedFlags[:0]
+		if err := f.st.afterCommit(f.idx); err != nil {
+			// The commit stands; only other programs' view of some
+			// flags lags until the next change.
+			f.a.log.Warn("cannot update flags in the mail files", "folder", f.name, "err", err)
+		}
 	}
 	if f.stateDirty {
 		data, err := encodeState(f.state)

@@ -20,7 +20,8 @@ import (
 // written to tmp/KEY, given its INTERNALDATE as mtime and renamed to
 // cur/KEY,S=SIZE:2,FLAGS, so a reader never sees half a message. Flags are
 // the maildir letters (D F P R S T) plus Dovecot keyword letters a–z from
-// the folder's dovecot-keywords file; the index keeps the full set.
+// the folder's dovecot-keywords file ($Forwarded is both P, for mutt, and
+// a keyword, for Dovecot); the index keeps the full set.
 type maildirStore struct {
 	env      storeEnv
 	dir      string
@@ -247,7 +248,10 @@ func (s *maildirStore) letters(flags []string) (string, error) {
 	for _, f := range flags {
 		if l, ok := flagLetters[f]; ok {
 			out = append(out, l)
-			continue
+			if f != FlagForwarded {
+				continue
+			}
+			// Dovecot ignores P: $Forwarded also gets a keyword letter.
 		}
 		if strings.HasPrefix(f, `\`) || !isAtom(f) {
 			continue
@@ -388,6 +392,8 @@ func (s *maildirStore) find(key string) (string, error) {
 	}
 	return "", fmt.Errorf("%w: %s", ErrNoMessage, key)
 }
+
+func (s *maildirStore) afterCommit(*index) error { return nil }
 
 func (s *maildirStore) close() error { return nil }
 

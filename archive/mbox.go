@@ -32,7 +32,31 @@ type mboxStore struct {
 	synced   int64    // end at the last sync
 	bw       *bufio.Writer
 	buf      []byte
+	base     *imapBase // the first message's X-IMAPbase header, nil if none
+
+	pendingFlags map[string][]string // flag changes to write after the next Commit
 }
+
+// imapBase is the X-IMAPbase header mailark writes into the first message
+// of each mbox. Dovecot honours X-Keywords only for keywords listed there,
+// so the list grows as messages with new keywords arrive: the header is
+// written with room to spare and rewritten in place, never changing the
+// length of anything (message offsets in the index stay right). It lies in
+// the part of the first message that reading strips, so its content does
+// not affect what Open returns.
+type imapBase struct {
+	valueOff int64 // file offset of the header's value
+	keywords []string
+	known    map[string]bool
+	full     bool // no room left; later keywords stay in the index only
+}
+
+// imapBaseValueSize is the fixed length of the X-IMAPbase value: UID
+// validity, last UID and the keyword list, padded with spaces (Dovecot
+// ignores trailing white space there and pads the same way itself).
+const imapBaseValueSize = 1000
+
+const imapBaseName = "X-IMAPbase: "
 
 // fromSender is the envelope sender of every From line mailark writes. It
 // also marks a tail as mailark's own when repair finds one.
@@ -84,6 +108,10 @@ func (s *mboxStore) reconcile(idx *index, repair bool) error {
 		}
 	}
 	s.end, s.synced = committed, committed
+	s.base = nil
+	if i, ok := idx.byKey["0"]; ok {
+		s.base = s.readIMAPBase(idx.entries[i].loc.pre)
+	}
 	if st.Size() == committed || !repair {
 		return nil
 	}
@@ -103,6 +131,19 @@ func (s *mboxStore) expectFromLine(off int64) error {
 			ErrCorrupt, s.path, off)
 	}
 	return nil
+}
+
+func (s *mboxStore) readIMAPBase(pre int64) *imapBase {
+	f, err := os.Open(s.path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	buf := make([]byte, pre)
+	if _, err := f.ReadAt(buf, 0); err != nil {
+		return nil
+	}
+	return parseIMAPBase(buf)
 }
 
 // cutTail removes bytes after the last committed message. A tail that
@@ -167,6 +208,9 @@ func (s *mboxStore) append(src io.Reader, msg *pendingMsg) error {
 		// Leave no partial message: cut back to where it began. The file
 		// offset is ours alone (positional writes), so the next append
 		// starts there too.
+		if off == 0 {
+			s.base = nil
+		}
 		if terr := s.f.Truncate(off); terr != nil {
 			return fmt.Errorf("%w (and cutting the partial message failed: %v)", err, terr)
 		}
@@ -176,12 +220,121 @@ func (s *mboxStore) append(src io.Reader, msg *pendingMsg) error {
 	msg.loc = loc
 	msg.key = fmt.Sprint(off)
 	s.end = loc.end()
+	if off > 0 {
+		s.registerKeywords(msg.flags)
+	}
 	return nil
+}
+
+// registerKeywords adds new keywords to the first message's X-IMAPbase.
+// Failing to is not an error: the index has the flags; only Dovecot's view
+// of the mbox would lack them.
+func (s *mboxStore) registerKeywords(flags []string) {
+	b := s.base
+	if b == nil || b.full {
+		return
+	}
+	added := false
+	for _, kw := range mboxKeywords(flags) {
+		if !b.known[strings.ToLower(kw)] {
+			b.known[strings.ToLower(kw)] = true
+			b.keywords = append(b.keywords, kw)
+			added = true
+		}
+	}
+	if !added {
+		return
+	}
+	value, ok := b.value()
+	if !ok {
+		b.full = true
+		s.env.log.Debug("X-IMAPbase is full; further keywords are kept in the index only", "folder", s.env.folder)
+		return
+	}
+	if _, err := s.f.WriteAt([]byte(value), b.valueOff); err != nil {
+		s.env.log.Warn("cannot update the keyword list in X-IMAPbase", "folder", s.env.folder, "err", err)
+	}
+}
+
+func newIMAPBase(flags []string) *imapBase {
+	b := &imapBase{known: map[string]bool{}}
+	for _, kw := range mboxKeywords(flags) {
+		b.known[strings.ToLower(kw)] = true
+		b.keywords = append(b.keywords, kw)
+	}
+	return b
+}
+
+// value renders the padded header value; false if the keywords do not fit.
+func (b *imapBase) value() (string, bool) {
+	v := fmt.Sprintf("%010d %010d", imapBaseUIDValidity, 0)
+	if len(b.keywords) > 0 {
+		v += " " + strings.Join(b.keywords, " ")
+	}
+	if len(v) > imapBaseValueSize {
+		return "", false
+	}
+	return v + strings.Repeat(" ", imapBaseValueSize-len(v)), true
+}
+
+// imapBaseUIDValidity is the UIDVALIDITY a Dovecot reading the mbox
+// starts from; mailark does not use it.
+const imapBaseUIDValidity = 1
+
+// parseIMAPBase finds the X-IMAPbase header mailark wrote in pre, the
+// From and status lines of the message at offset 0.
+func parseIMAPBase(pre []byte) *imapBase {
+	i := bytes.Index(pre, []byte("\n"+imapBaseName))
+	if i < 0 {
+		return nil
+	}
+	start := i + 1 + len(imapBaseName)
+	if start+imapBaseValueSize > len(pre) || pre[start+imapBaseValueSize] != '\n' {
+		return nil
+	}
+	fields := strings.Fields(string(pre[start : start+imapBaseValueSize]))
+	if len(fields) < 2 {
+		return nil
+	}
+	b := &imapBase{valueOff: int64(start), known: map[string]bool{}}
+	for _, kw := range fields[2:] {
+		b.known[strings.ToLower(kw)] = true
+		b.keywords = append(b.keywords, kw)
+	}
+	if _, ok := b.value(); !ok {
+		b.full = true
+	}
+	return b
+}
+
+// mboxKeywords are the flags written into X-Keywords: keywords that are
+// plain atoms.
+func mboxKeywords(flags []string) []string {
+	var out []string
+	for _, f := range flags {
+		if !strings.HasPrefix(f, `\`) && isAtom(f) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func (s *mboxStore) writeMessage(src io.Reader, msg *pendingMsg) (mboxLoc, error) {
 	var loc mboxLoc
-	pre := fromLine(msg.date) + statusLines(msg.flags)
+	pre := fromLine(msg.date)
+	if s.end == 0 {
+		base := newIMAPBase(msg.flags)
+		value, ok := base.value()
+		if !ok { // more keywords than fit: list none, as for a full header
+			base = newIMAPBase(nil)
+			base.full = true
+			value, _ = base.value()
+		}
+		base.valueOff = int64(len(pre) + len(imapBaseName))
+		pre += imapBaseName + value + "\n"
+		s.base = base
+	}
+	pre += statusLines(msg.flags)
 	if _, err := s.bw.WriteString(pre); err != nil {
 		return loc, err
 	}
@@ -230,46 +383,101 @@ func fromLine(date time.Time) string {
 // statusLines renders flags the way mutt, Dovecot and Python's mailbox read
 // them from an mbox: Status (R read, O old), X-Status (A answered,
 // F flagged, T draft, D deleted) and X-Keywords. Keywords that are not
-// plain atoms are kept in the index only.
+// plain atoms are kept in the index only. All three lines are always
+// written, and X-Keywords is padded with statusSlack spaces (as Dovecot
+// pads it), so a later flag change can be written in place.
 func statusLines(flags []string) string {
+	block, _ := statusBlock(flags, 0)
+	return block
+}
+
+// statusSlack is the room left in X-Keywords for later flag changes.
+const statusSlack = 40
+
+// statusBlock renders the status lines padded to exactly size bytes, or
+// with statusSlack spaces of padding when size is 0. It reports false when
+// the flags need more than size.
+func statusBlock(flags []string, size int) (string, bool) {
 	status := "O"
-	var xstatus, keywords []string
+	var xstatus string
 	for _, f := range flags {
 		switch f {
 		case FlagSeen:
 			status = "RO"
 		case FlagAnswered:
-			xstatus = append(xstatus, "A")
+			xstatus += "A"
 		case FlagFlagged:
-			xstatus = append(xstatus, "F")
+			xstatus += "F"
 		case FlagDraft:
-			xstatus = append(xstatus, "T")
+			xstatus += "T"
 		case FlagDeleted:
-			xstatus = append(xstatus, "D")
-		default:
-			if !strings.HasPrefix(f, `\`) && isAtom(f) {
-				keywords = append(keywords, f)
-			}
+			xstatus += "D"
 		}
 	}
-	var b strings.Builder
-	b.WriteString("Status: " + status + "\n")
-	if len(xstatus) > 0 {
-		b.WriteString("X-Status: " + strings.Join(xstatus, "") + "\n")
+	head := "Status: " + status + "\nX-Status: " + xstatus + "\nX-Keywords: " + strings.Join(mboxKeywords(flags), " ")
+	pad := statusSlack
+	if size > 0 {
+		pad = size - len(head) - 1
 	}
-	if len(keywords) > 0 {
-		b.WriteString("X-Keywords: " + strings.Join(keywords, " ") + "\n")
+	if pad < 0 {
+		return "", false
 	}
-	return b.String()
+	return head + strings.Repeat(" ", pad) + "\n", true
 }
 
-// setFlags keeps new flags in the index only: rewriting status lines would
-// move every later message in the file. The index is what restore uses.
+// setFlags remembers a flag change; afterCommit writes it into the
+// message's status lines once the index holds it, so the index stays the
+// authority and the file never shows flags the index does not.
 func (s *mboxStore) setFlags(key string, flags []string) error {
 	if s.f == nil {
 		return ErrReadOnly
 	}
+	if s.pendingFlags == nil {
+		s.pendingFlags = map[string][]string{}
+	}
+	s.pendingFlags[key] = flags
 	return nil
+}
+
+// afterCommit rewrites the status lines of messages whose flags changed,
+// in place and at the same length. A change that does not fit the room
+// left (many new keywords) stays in the index only; readers other than
+// mailark then see the older flags.
+func (s *mboxStore) afterCommit(idx *index) error {
+	for key, flags := range s.pendingFlags {
+		i, ok := idx.byKey[key]
+		if !ok {
+			continue
+		}
+		s.registerKeywords(flags)
+		if err := s.rewriteStatus(idx.entries[i].loc, flags); err != nil {
+			return err
+		}
+	}
+	clear(s.pendingFlags)
+	return nil
+}
+
+func (s *mboxStore) rewriteStatus(loc mboxLoc, flags []string) error {
+	pre := make([]byte, loc.pre)
+	if _, err := s.f.ReadAt(pre, loc.off); err != nil {
+		return err
+	}
+	i := bytes.LastIndex(pre, []byte("\nStatus: "))
+	if i < 0 {
+		return nil // written before status blocks were fixed-size
+	}
+	old := pre[i+1:]
+	block, ok := statusBlock(flags, len(old))
+	if !ok {
+		s.env.log.Debug("no room for new flags in the mbox status lines; kept in the index", "folder", s.env.folder, "offset", loc.off)
+		return nil
+	}
+	if block == string(old) {
+		return nil
+	}
+	_, err := s.f.WriteAt([]byte(block), loc.off+int64(i+1))
+	return err
 }
 
 func (s *mboxStore) sync() error {
@@ -284,6 +492,7 @@ func (s *mboxStore) sync() error {
 }
 
 func (s *mboxStore) rollback() error {
+	clear(s.pendingFlags)
 	if s.f == nil || s.end == s.synced {
 		return nil
 	}
@@ -291,6 +500,9 @@ func (s *mboxStore) rollback() error {
 		return err
 	}
 	s.end = s.synced
+	if s.end == 0 {
+		s.base = nil
+	}
 	return nil
 }
 

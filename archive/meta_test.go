@@ -2,6 +2,7 @@ package archive
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -230,7 +231,7 @@ func TestMaildirFileNames(t *testing.T) {
 	mustCommit(t, fo)
 	s := fo.st.(*maildirStore)
 	name := filepath.Base(s.files[m.Key])
-	want := m.Key + ",S=12:2,DFPRSTabcdefghijklmnopqrstuvwxyz"
+	want := m.Key + ",S=12:2,DFPRSTabcdefghijklmnopqrstuvwxyz" // a is $Forwarded
 	if name != want {
 		t.Errorf("file name %q, want %q", name, want)
 	}
@@ -238,7 +239,7 @@ func TestMaildirFileNames(t *testing.T) {
 		t.Errorf("key %q", m.Key)
 	}
 	kw, _ := os.ReadFile(filepath.Join(s.dir, "dovecot-keywords"))
-	if lines := strings.Split(strings.TrimSpace(string(kw)), "\n"); len(lines) != 26 || lines[0] != "0 $label1" {
+	if lines := strings.Split(strings.TrimSpace(string(kw)), "\n"); len(lines) != 26 || lines[0] != "0 $Forwarded" || lines[1] != "1 $label1" {
 		t.Errorf("dovecot-keywords: %q", kw)
 	}
 	// The index keeps every flag, including those without a letter.
@@ -259,13 +260,14 @@ func TestMaildirFileNames(t *testing.T) {
 }
 
 func TestMboxStatusLines(t *testing.T) {
+	pad := strings.Repeat(" ", statusSlack)
 	for _, c := range []struct {
 		flags []string
 		want  string
 	}{
-		{nil, "Status: O\n"},
-		{[]string{`\Seen`}, "Status: RO\n"},
-		{[]string{`\Answered`, `\Deleted`, `\Draft`, `\Flagged`, `\Seen`, "$Forwarded", "Junk", "bad(kw"}, "Status: RO\nX-Status: ADTF\nX-Keywords: $Forwarded Junk\n"},
+		{nil, "Status: O\nX-Status: \nX-Keywords: " + pad + "\n"},
+		{[]string{`\Seen`}, "Status: RO\nX-Status: \nX-Keywords: " + pad + "\n"},
+		{[]string{`\Answered`, `\Deleted`, `\Draft`, `\Flagged`, `\Seen`, "$Forwarded", "Junk", "bad(kw"}, "Status: RO\nX-Status: ADTF\nX-Keywords: $Forwarded Junk" + pad + "\n"},
 	} {
 		if got := statusLines(c.flags); got != c.want {
 			t.Errorf("%v: %q, want %q", c.flags, got, c.want)
@@ -273,5 +275,51 @@ func TestMboxStatusLines(t *testing.T) {
 	}
 	if got := fromLine(testDate); got != "From MAILER-DAEMON Sat Mar  9 11:34:05 2024\n" {
 		t.Errorf("From line %q", got)
+	}
+	// A flag change is written in place, at the same length, after Commit.
+	dir := t.TempDir()
+	a := mustOpen(t, Mbox, dir, Options{})
+	defer a.Close()
+	fo := mustCreate(t, a, "INBOX")
+	m1 := mustAppend(t, fo, []byte("Subject: 1\n\none\n"), AppendInfo{Flags: []string{"Junk"}})
+	m2 := mustAppend(t, fo, []byte("Subject: 2\n\ntwo\n"), AppendInfo{})
+	mustCommit(t, fo)
+	path := fo.st.(*mboxStore).path
+	before, _ := os.ReadFile(path)
+	if err := fo.SetFlags(m2.Key, []string{`\Seen`, `\Flagged`, "NewKeyword"}); err != nil {
+		t.Fatal(err)
+	}
+	if mid, _ := os.ReadFile(path); !bytes.Equal(mid, before) {
+		t.Fatalf("mbox changed before Commit")
+	}
+	mustCommit(t, fo)
+	after, _ := os.ReadFile(path)
+	if len(after) != len(before) {
+		t.Fatalf("mbox length changed: %d -> %d", len(before), len(after))
+	}
+	if !strings.Contains(string(after), "Status: RO\nX-Status: F\nX-Keywords: NewKeyword ") {
+		t.Errorf("status lines not rewritten:\n%s", after)
+	}
+	if got := readMessage(t, fo, m2.Key); string(got) != "Subject: 2\n\ntwo\n" {
+		t.Errorf("message changed: %q", got)
+	}
+	if got := readMessage(t, fo, m1.Key); string(got) != "Subject: 1\n\none\n" {
+		t.Errorf("message changed: %q", got)
+	}
+	// Too many keywords for the room left: the index has them, the file
+	// keeps its length.
+	var many []string
+	for i := range 20 {
+		many = append(many, fmt.Sprintf("Keyword%02d", i))
+	}
+	if err := fo.SetFlags(m1.Key, many); err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, fo)
+	if again, _ := os.ReadFile(path); len(again) != len(before) {
+		t.Fatalf("mbox length changed")
+	}
+	if got := fo.Entries()[0].Flags; len(got) != 20 {
+		t.Errorf("index flags %v", got)
 	}
 }

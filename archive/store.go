@@ -24,10 +24,13 @@ type store interface {
 	// append writes one message streamed from src and fills in msg's key
 	// and location. On error nothing of the message is left behind.
 	append(src io.Reader, msg *pendingMsg) error
-	// setFlags updates what other programs see of a message's flags.
+	// setFlags updates what other programs see of a message's flags
+	// (maildir at once, mbox after the next Commit).
 	setFlags(key string, flags []string) error
 	// sync makes everything written since the last sync durable.
 	sync() error
+	// afterCommit runs once the index holds what sync made durable.
+	afterCommit(idx *index) error
 	// rollback removes everything appended since the last sync (used by
 	// Close when the caller did not Commit).
 	rollback() error
