@@ -65,11 +65,9 @@ func Main(ctx context.Context, args []string, env Env) error {
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
 	err := root.ExecuteContext(ctx)
-	if err != nil && !a.started {
+	if err != nil && !a.started && !errors.Is(err, mailerr.ErrUsage) {
 		// cobra's own errors: unknown command or flag, wrong arguments.
-		if !errors.Is(err, mailerr.ErrUsage) {
-			err = mailerr.E(mailerr.ErrUsage, nil, "%s (see 'mailark --help')", err)
-		}
+		err = cobraUsageError(err, args)
 	}
 	if ctx.Err() != nil && !errors.Is(err, mailerr.ErrInterrupted) {
 		if err == nil {
@@ -121,7 +119,10 @@ command line.
 	// monitoring act on them).
 	root.SetUsageTemplate(root.UsageTemplate() + "\n" + exitCodeHelp() + "\n")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		return mailerr.E(mailerr.ErrUsage, nil, "%s (see 'mailark %s --help')", err, cmd.Name())
+		if !cmd.HasParent() && len(cmd.Commands()) > 0 {
+			return flagsFirstError()
+		}
+		return mailerr.E(mailerr.ErrUsage, nil, "%s (see '%s --help')", err, cmd.CommandPath())
 	})
 	root.AddCommand(
 		a.fetchCommand(),
@@ -188,6 +189,20 @@ func buildVersion() string {
 		}
 	}
 	return "devel"
+}
+
+// cobraUsageError turns cobra's multi-line parse errors into one line,
+// and explains the usual mistake: flags before the command.
+func cobraUsageError(err error, args []string) error {
+	if len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		return flagsFirstError()
+	}
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	return mailerr.E(mailerr.ErrUsage, nil, "%s (see 'mailark --help')", msg)
+}
+
+func flagsFirstError() error {
+	return mailerr.E(mailerr.ErrUsage, nil, "flags go after the command, as in 'mailark fetch --json SOURCE ARCHIVE' (see 'mailark --help')")
 }
 
 // usageErr is a usage error with a formatted message.

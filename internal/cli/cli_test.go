@@ -119,6 +119,8 @@ func TestUsageErrors(t *testing.T) {
 		{"bad folder map", []string{"restore", "--folder-map", "Sent", arch, "imaps://me@host"}, `--folder-map "Sent"`},
 		{"verify args", []string{"verify", arch}, "verify needs ARCHIVE and URL"},
 		{"unknown command", []string{"backup"}, `unknown command "backup"`},
+		{"misspelt command", []string{"fech", "a", "b"}, `unknown command "fech" for "mailark" Did you mean this? fetch`},
+		{"flags before the command", []string{"--json", "fetch", "imaps://me@host", arch}, "flags go after the command"},
 		{"demo args", []string{"demo", "now"}, "demo takes no arguments"},
 		{"missing CA file", []string{"fetch", "--ca-file", filepath.Join(dir, "none.pem"), "imaps://me@host", arch}, "cannot read --ca-file"},
 	}
