@@ -12,8 +12,9 @@ import (
 	"time"
 )
 
-// source is a server that sends payload to every connection, then waits
-// for the client to hang up.
+// source is a server that sends payload to every connection once the
+// client has spoken (so a fault cannot race the client's connect), then
+// waits for the client to hang up.
 func source(t *testing.T, payload []byte) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -29,6 +30,9 @@ func source(t *testing.T, payload []byte) string {
 			}
 			go func() {
 				defer c.Close()
+				if _, err := c.Read(make([]byte, 1)); err != nil {
+					return
+				}
 				c.Write(payload)
 				io.Copy(io.Discard, c)
 			}()
@@ -56,6 +60,7 @@ func readAll(t *testing.T, addr string, deadline time.Duration) ([]byte, error, 
 		t.Fatal(err)
 	}
 	defer c.Close()
+	c.Write([]byte("!"))
 	c.SetReadDeadline(time.Now().Add(deadline))
 	start := time.Now()
 	got, err := io.ReadAll(c)
@@ -74,6 +79,7 @@ func TestProxyPassesThenFaultsInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	c.Write([]byte("!"))
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	got = make([]byte, len(payload))
 	if _, err = io.ReadFull(c, got); err != nil || !bytes.Equal(got, payload) {
@@ -138,6 +144,7 @@ func TestProxyTrickleIsSlowButComplete(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	c.Write([]byte("!"))
 	start := time.Now()
 	got := make([]byte, len(payload))
 	if _, err := io.ReadFull(c, got); err != nil {
