@@ -15,7 +15,7 @@ import (
 
 // mboxStore keeps a folder as one mboxrd file. Each message is
 //
-//	From MAILER-DAEMON <INTERNALDATE in UTC, asctime>\n
+//	From MAILER-DAEMON <INTERNALDATE in UTC, asctime> +0000\n
 //	Status: RO\n  X-Status: AFTD\n  X-Keywords: k1 k2\n   (flags as mutt and Dovecot read them)
 //	<the message, mboxrd-quoted, line endings untouched>
 //	\n            (only when the message does not end with a newline)
@@ -375,9 +375,11 @@ func (s *mboxStore) writeMessage(src io.Reader, msg *pendingMsg) (mboxLoc, error
 }
 
 // fromLine is the separator line: sender and the INTERNALDATE in UTC,
-// asctime format, as every mbox reader expects.
+// asctime format, as every mbox reader expects, followed by the numeric
+// zone "+0000". Without it Dovecot and mutt read the date as local time;
+// with it they read it right whatever the reader's TZ.
 func fromLine(date time.Time) string {
-	return fromPrefix + fromSender + " " + date.UTC().Format(time.ANSIC) + "\n"
+	return fromPrefix + fromSender + " " + date.UTC().Format(time.ANSIC) + " +0000\n"
 }
 
 // statusLines renders flags the way mutt, Dovecot and Python's mailbox read

@@ -273,7 +273,7 @@ func TestMboxStatusLines(t *testing.T) {
 			t.Errorf("%v: %q, want %q", c.flags, got, c.want)
 		}
 	}
-	if got := fromLine(testDate); got != "From MAILER-DAEMON Sat Mar  9 11:34:05 2024\n" {
+	if got := fromLine(testDate); got != "From MAILER-DAEMON Sat Mar  9 11:34:05 2024 +0000\n" {
 		t.Errorf("From line %q", got)
 	}
 	// A flag change is written in place, at the same length, after Commit.
