@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -177,7 +178,7 @@ func (r *imapRun) plan(conn *imapconn.Conn) ([]*folderJob, error) {
 			continue
 		}
 		if other, dup := byName[name]; dup {
-			r.warn(fmt.Sprintf("server folders %q and %q both map to archive folder %q; skipping the second", other, box.Name, name))
+			r.warn(fmt.Sprintf("server folders %q and %q both map to archive folder %q; skipping the second", shortName(other), shortName(box.Name), shortName(name)))
 			r.countSkipped()
 			continue
 		}
@@ -192,7 +193,7 @@ func (r *imapRun) plan(conn *imapconn.Conn) ([]*folderJob, error) {
 			r.failures++
 			r.res.FoldersSkipped++
 			r.mu.Unlock()
-			r.warn(fmt.Sprintf("folder %q skipped: the server sent its name as %q, which is not valid IMAP (modified UTF-7), so it cannot be opened; rename it with a mail program", name, box.RawName))
+			r.warn(fmt.Sprintf("folder %q skipped: the server sent its name as %q, which is not valid IMAP (modified UTF-7), so it cannot be opened; rename it with a mail program", shortName(name), shortName(box.RawName)))
 			continue
 		}
 		jobs = append(jobs, &folderJob{box: box, name: name, status: box.Status})
@@ -203,11 +204,15 @@ func (r *imapRun) plan(conn *imapconn.Conn) ([]*folderJob, error) {
 	kept := jobs[:0]
 	for _, j := range jobs {
 		if err := r.prepare(j); err != nil {
-			if isRunFatal(err) {
+			// A name the archive cannot hold concerns that folder only.
+			if isRunFatal(err) && !errors.Is(err, archive.ErrBadName) {
 				return nil, err
 			}
-			r.warn(fmt.Sprintf("folder %q skipped: %v", j.name, err))
-			r.countSkipped()
+			r.mu.Lock()
+			r.failures++
+			r.res.FoldersSkipped++
+			r.mu.Unlock()
+			r.warn(fmt.Sprintf("folder %q skipped: %v", shortName(j.name), err))
 			continue
 		}
 		kept = append(kept, j)
@@ -219,6 +224,20 @@ func (r *imapRun) plan(conn *imapconn.Conn) ([]*folderJob, error) {
 		return nil, err
 	}
 	return kept, nil
+}
+
+// shortName keeps a folder name readable in a message: a hostile server
+// can send names of thousands of characters.
+func shortName(name string) string {
+	const keep = 80
+	if len(name) <= keep {
+		return name
+	}
+	cut := keep
+	for cut > 0 && !utf8.RuneStart(name[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d bytes)", name[:cut], len(name))
 }
 
 func isAllMail(box imapconn.Mailbox, name string) bool {
@@ -566,7 +585,7 @@ func (r *imapRun) folderFailed(j *folderJob, err error) {
 	r.failures++
 	r.res.FoldersSkipped++
 	r.mu.Unlock()
-	r.warn(fmt.Sprintf("folder %q not fetched completely: %v", j.name, err))
+	r.warn(fmt.Sprintf("folder %q not fetched completely: %v", shortName(j.name), err))
 }
 
 func (r *imapRun) warn(msg string) {

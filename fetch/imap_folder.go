@@ -59,9 +59,9 @@ func (r *imapRun) syncFolder(conn *imapconn.Conn, j *folderJob) error {
 	sel, err := conn.Client.Select(j.box.Name, &imap.SelectOptions{ReadOnly: true, CondStore: condstore}).Wait()
 	if err != nil {
 		if conn.Broken() {
-			return conn.Err(err, "examining folder "+j.box.Name)
+			return conn.Err(err, "examining folder "+shortName(j.box.Name))
 		}
-		return conn.Err(err, fmt.Sprintf("to examine folder %q", j.box.Name))
+		return conn.Err(err, fmt.Sprintf("to examine folder %q", shortName(j.box.Name)))
 	}
 	fs := &folderSync{r: r, conn: conn, job: j, folder: j.folder, sel: sel,
 		condstore: condstore && sel.HighestModSeq != 0, claimed: map[string]bool{}}
@@ -153,7 +153,7 @@ func (fs *folderSync) syncFlags() error {
 		return archErr
 	}
 	if err != nil {
-		return fs.conn.Err(err, "fetching the flags of folder "+fs.job.box.Name)
+		return fs.conn.Err(err, "fetching the flags of folder "+shortName(fs.job.box.Name))
 	}
 	return fs.folder.Commit()
 }
@@ -219,11 +219,11 @@ func (fs *folderSync) listNew() error {
 	}
 	if err := cmd.Close(); err != nil {
 		search.Wait()
-		return fs.conn.Err(err, "listing new messages of folder "+fs.job.box.Name)
+		return fs.conn.Err(err, "listing new messages of folder "+shortName(fs.job.box.Name))
 	}
 	data, err := search.Wait()
 	if err != nil {
-		return fs.conn.Err(err, "searching new messages of folder "+fs.job.box.Name)
+		return fs.conn.Err(err, "searching new messages of folder "+shortName(fs.job.box.Name))
 	}
 	for _, uid := range data.AllUIDs() {
 		add(uid, 0) // size unknown: the FETCH listing left it out
@@ -322,7 +322,7 @@ func (fs *folderSync) consume(cmd *imapclient.FetchCommand, bySeq bool) {
 	}
 	if err := cmd.Close(); err != nil {
 		if fs.conn.Broken() {
-			fs.setErr(fs.conn.Err(err, "fetching messages of folder "+fs.job.box.Name))
+			fs.setErr(fs.conn.Err(err, "fetching messages of folder "+shortName(fs.job.box.Name)))
 			return
 		}
 		// A NO for the whole command (a server failing one message):
@@ -464,7 +464,7 @@ func (fs *folderSync) fetchMissing() error {
 	set := imap.UIDSetNum(miss...)
 	data, err := fs.conn.Client.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{set}}, nil).Wait()
 	if err != nil {
-		return fs.conn.Err(err, "looking for undelivered messages in folder "+fs.job.box.Name)
+		return fs.conn.Err(err, "looking for undelivered messages in folder "+shortName(fs.job.box.Name))
 	}
 	exist := map[imap.UID]bool{}
 	for _, uid := range data.AllUIDs() {
@@ -489,7 +489,7 @@ func (fs *folderSync) fetchMissing() error {
 	}
 	if miss = fs.missing(); len(miss) > 0 {
 		fs.r.warn(fmt.Sprintf("folder %q: the server did not deliver %d message(s) (UID %s); they are retried on the next run",
-			fs.job.name, len(miss), shortList(miss)))
+			shortName(fs.job.name), len(miss), shortList(miss)))
 		fs.r.mu.Lock()
 		fs.r.failures++
 		fs.r.mu.Unlock()
@@ -501,7 +501,7 @@ func (fs *folderSync) fetchBySeq(uids []imap.UID) error {
 	set := imap.UIDSetNum(uids...)
 	data, err := fs.conn.Client.Search(&imap.SearchCriteria{UID: []imap.UIDSet{set}}, nil).Wait()
 	if err != nil {
-		return fs.conn.Err(err, "looking up sequence numbers in folder "+fs.job.box.Name)
+		return fs.conn.Err(err, "looking up sequence numbers in folder "+shortName(fs.job.box.Name))
 	}
 	seqs := data.AllSeqNums()
 	if len(seqs) == 0 {

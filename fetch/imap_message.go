@@ -185,7 +185,7 @@ func (fs *folderSync) readErr(err error) error {
 	if errors.As(err, &le) {
 		return mailerr.E(mailerr.ErrLocalIO, le.err, "spooling a message to a temporary file")
 	}
-	kerr := fs.conn.Err(err, "fetching messages of folder "+fs.job.box.Name)
+	kerr := fs.conn.Err(err, "fetching messages of folder "+shortName(fs.job.box.Name))
 	fs.conn.Abort()
 	return kerr
 }

@@ -302,6 +302,9 @@ func (c *Conn) Err(err error, what string) error {
 // serverText is a server's NO/BAD text with its response code.
 func serverText(ie *imap.Error) string {
 	text := strings.TrimSpace(ie.Text)
+	if len(text) > 200 {
+		text = strings.ToValidUTF8(text[:200], "") + "..."
+	}
 	if ie.Code != "" {
 		text = "[" + string(ie.Code) + "] " + text
 	}

@@ -132,7 +132,7 @@ func TestListSurvivesBadNames(t *testing.T) {
 	m := imaptest.StartMini(t)
 	m.AddFolder("Good", 2)
 	m.Set(func(m *imaptest.Mini) {
-		m.ExtraNames = []string{`"Tom & Jerry"`, `"&Jjo"`, "Bad&Atom", `"ctl` + "\x01" + `x"`}
+		m.ExtraNames = []string{`"Tom & Jerry"`, `"&Jjo"`, "Bad&Atom", `"ctl` + "\x01" + `x"`, "{6}\r\nnu\x00l&x", "{5}\r\nLit&-"}
 	})
 	c := dialOK(t, testAccount(m.Host, m.Port, account.Plain, "x"))
 	boxes, err := c.List(context.Background())
@@ -143,14 +143,16 @@ func TestListSurvivesBadNames(t *testing.T) {
 	for _, b := range boxes {
 		got[b.Name] = b
 	}
-	for name, raw := range map[string]string{"Tom & Jerry": "Tom & Jerry", "&Jjo": "&Jjo", "Bad&Atom": "Bad&Atom", "ctl?x": "ctl\x01x"} {
+	for name, raw := range map[string]string{"Tom & Jerry": "Tom & Jerry", "&Jjo": "&Jjo", "Bad&Atom": "Bad&Atom", "ctl?x": "ctl\x01x", "nu?l&x": "nu\x00l&x"} {
 		b, ok := got[name]
 		if !ok || !b.BadName || b.RawName != raw {
 			t.Errorf("%q: %+v (listed: %v)", name, b, boxes)
 		}
 	}
-	if g := got["Good"]; g.BadName || g.Name != "Good" {
-		t.Errorf("Good: %+v", g)
+	for _, name := range []string{"Good", "Lit&"} {
+		if g, ok := got[name]; !ok || g.BadName {
+			t.Errorf("%s: %+v", name, g)
+		}
 	}
 	// The connection is still usable, and later lists work without the fixer.
 	if err := c.Client.Noop().Wait(); err != nil {

@@ -27,7 +27,19 @@ type listFixer struct {
 	literal int64  // literal bytes to pass through unchanged
 	done    bool   // the LIST's tagged reply went by: pass everything through
 	renamed map[string]string
+
+	// A LIST or STATUS line whose mailbox name comes as a literal is
+	// collected whole (prefix, name, rest of the line) before it is
+	// checked.
+	nameLit  []byte // the line up to and including the literal marker
+	nameWant int64  // literal bytes still to collect
+	nameBuf  []byte // the literal (the name)
+	inRest   bool   // collecting the rest of the line after the name
 }
+
+// maxNameLiteral bounds a mailbox name sent as a literal that the fixer
+// examines; longer ones pass unchanged.
+const maxNameLiteral = 64 << 10
 
 func newListFixer() *listFixer { return &listFixer{renamed: map[string]string{}} }
 
@@ -57,6 +69,16 @@ func (f *listFixer) feed(p []byte) {
 			p = p[k:]
 			continue
 		}
+		if f.nameWant > 0 {
+			k := int(min(int64(len(p)), f.nameWant))
+			f.nameBuf = append(f.nameBuf, p[:k]...)
+			f.nameWant -= int64(k)
+			p = p[k:]
+			if f.nameWant == 0 {
+				f.inRest = true
+			}
+			continue
+		}
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
 			f.held = append(f.held, p...)
@@ -65,8 +87,17 @@ func (f *listFixer) feed(p []byte) {
 		line := append(f.held, p[:i+1]...)
 		f.held = nil
 		p = p[i+1:]
+		if f.inRest {
+			f.inRest = false
+			f.out = append(f.out, f.fixLiteralName(line)...)
+			continue
+		}
 		trimmed := bytes.TrimRight(line, "\r\n")
 		if n := literalSize(tailOf(trimmed)); n > 0 {
+			if n <= maxNameLiteral && isNameLine(trimmed) {
+				f.nameLit, f.nameWant, f.nameBuf = line, n, nil
+				continue
+			}
 			f.literal = n
 			f.out = append(f.out, line...)
 			continue
@@ -93,6 +124,30 @@ func (f *listFixer) take(b []byte) (n int, done bool) {
 	n = copy(b, f.out)
 	f.out = f.out[n:]
 	return n, f.done && len(f.out) == 0
+}
+
+// isNameLine reports a LIST/LSUB/STATUS response line, whose literal (if
+// it ends with one) is the mailbox name.
+func isNameLine(s []byte) bool {
+	return hasPrefixFold(string(s[:min(len(s), 10)]), "* LIST ") || hasPrefixFold(string(s[:min(len(s), 10)]), "* LSUB ") ||
+		hasPrefixFold(string(s[:min(len(s), 10)]), "* STATUS ")
+}
+
+// fixLiteralName finishes a line whose mailbox name came as a literal:
+// unchanged if the name is valid, else with the name as a valid quoted
+// string.
+func (f *listFixer) fixLiteralName(rest []byte) []byte {
+	lit, name := f.nameLit, string(f.nameBuf)
+	f.nameLit, f.nameBuf = nil, nil
+	if validMUTF7(name) {
+		return append(append(append([]byte{}, lit...), name...), rest...)
+	}
+	prefix := bytes.TrimRight(lit, "\r\n")
+	prefix = prefix[:bytes.LastIndexByte(prefix, '{')]
+	fixed := encodeVerbatim(name)
+	f.renamed[decodeVerbatim(fixed)] = name
+	out := append(append([]byte{}, prefix...), quoteIMAP(fixed)...)
+	return append(out, rest...)
 }
 
 // fixLine rewrites the mailbox name of a "* LIST" or "* STATUS" line if

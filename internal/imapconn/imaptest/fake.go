@@ -77,8 +77,8 @@ func (c *FakeConn) Send(s string) error {
 
 // Command reads one command line and returns its tag, the upper-case
 // command name (with "UID " joined for UID commands) and the full line.
-// Literals the client sends ({n} or {n+}) are read and dropped, with a
-// continuation request for synchronising ones.
+// Literals the client sends ({n} or {n+}) are read and put into the line
+// as quoted strings, with a continuation request for synchronising ones.
 func (c *FakeConn) Command() (tag, name, line string, err error) {
 	var b strings.Builder
 	for {
@@ -87,11 +87,12 @@ func (c *FakeConn) Command() (tag, name, line string, err error) {
 			return "", "", "", err
 		}
 		l = strings.TrimRight(l, "\r\n")
-		b.WriteString(l)
 		n, sync := literalAtEnd(l)
 		if n < 0 {
+			b.WriteString(l)
 			break
 		}
+		b.WriteString(l[:strings.LastIndexByte(l, '{')])
 		if sync {
 			c.Send("+ go ahead\r\n")
 		}
@@ -99,7 +100,9 @@ func (c *FakeConn) Command() (tag, name, line string, err error) {
 		if _, err := ioReadFull(c.R, buf); err != nil {
 			return "", "", "", err
 		}
-		b.Write(buf)
+		// The literal goes into the line as a quoted string, so
+		// handlers parse one syntax.
+		b.WriteString(`"` + strings.ReplaceAll(strings.ReplaceAll(string(buf), `\`, `\\`), `"`, `\"`) + `"`)
 	}
 	line = b.String()
 	f := strings.Fields(line)
