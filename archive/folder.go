@@ -142,13 +142,10 @@ func encodeState(s SyncState) ([]byte, error) {
 
 // Info describes the folder as committed.
 func (f *Folder) Info() FolderInfo {
+	rec, _ := f.a.record(f.name) // before f.mu: the archive lock comes first
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	info := FolderInfo{Name: f.name, Path: f.relPath, Messages: f.idx.count, Bytes: f.idx.bytes}
-	if rec, ok := f.a.record(f.name); ok {
-		info.SpecialUse = rec.SpecialUse
-	}
-	return info
+	return FolderInfo{Name: f.name, Path: f.relPath, SpecialUse: rec.SpecialUse, Messages: f.idx.count, Bytes: f.idx.bytes}
 }
 
 // SetSpecialUse records the folder's RFC 6154 attribute ("" for none).

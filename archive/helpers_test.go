@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -103,12 +102,3 @@ func walkTree(t testing.TB, root string) map[string]os.FileMode {
 }
 
 var testDate = time.Date(2024, 3, 9, 17, 4, 5, 0, time.FixedZone("", 5*3600+30*60))
-
-func hasPrefixAny(s string, prefixes ...string) bool {
-	for _, p := range prefixes {
-		if strings.HasPrefix(s, p) {
-			return true
-		}
-	}
-	return false
-}

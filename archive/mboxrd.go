@@ -74,7 +74,7 @@ func (c *rdCodec) emitQuoted(w io.Writer) error {
 	if c.unescape {
 		gt = max(c.gt-1, 0)
 	}
-	if err := writeRepeated(w, '>', gt); err != nil {
+	if err := writeGT(w, gt); err != nil {
 		return err
 	}
 	_, err := io.WriteString(w, fromPrefix)
@@ -83,7 +83,7 @@ func (c *rdCodec) emitQuoted(w io.Writer) error {
 
 // emitHeld writes a partial prefix unchanged.
 func (c *rdCodec) emitHeld(w io.Writer) error {
-	if err := writeRepeated(w, '>', c.gt); err != nil {
+	if err := writeGT(w, c.gt); err != nil {
 		return err
 	}
 	_, err := io.WriteString(w, fromPrefix[:c.matched])
@@ -101,11 +101,9 @@ func (c *rdCodec) flush(w io.Writer) error {
 
 var gtBlock = bytes.Repeat([]byte{'>'}, 4096)
 
-func writeRepeated(w io.Writer, b byte, n int64) error {
+// writeGT writes n '>' characters.
+func writeGT(w io.Writer, n int64) error {
 	block := gtBlock
-	if b != '>' {
-		block = bytes.Repeat([]byte{b}, 4096)
-	}
 	for n > 0 {
 		k := min(n, int64(len(block)))
 		if _, err := w.Write(block[:k]); err != nil {

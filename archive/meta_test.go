@@ -323,3 +323,63 @@ func TestMboxStatusLines(t *testing.T) {
 		t.Errorf("index flags %v", got)
 	}
 }
+
+// Folders are written in parallel by fetch; the archive must allow it.
+func TestParallelFolders(t *testing.T) {
+	eachFormat(t, func(t *testing.T, f Format) {
+		dir := t.TempDir()
+		a := mustOpen(t, f, dir, Options{})
+		errs := make(chan error, 8)
+		for w := range 8 {
+			go func() {
+				_, err := a.CreateFolder(fmt.Sprintf("F%d/sub", w%4), "")
+				errs <- err
+			}()
+		}
+		for range 8 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		done := make(chan error, 4)
+		for w := range 4 {
+			go func() {
+				fo, err := a.Folder(fmt.Sprintf("F%d/sub", w))
+				if err != nil {
+					done <- err
+					return
+				}
+				for i := range 50 {
+					if _, err := fo.Append(strings.NewReader(fmt.Sprintf("Subject: %d/%d\r\n\r\nx\r\n", w, i)), AppendInfo{UID: uint32(i + 1)}); err != nil {
+						done <- err
+						return
+					}
+					if i%10 == 9 {
+						if err := fo.Commit(); err != nil {
+							done <- err
+							return
+						}
+					}
+				}
+				done <- nil
+			}()
+		}
+		go a.Folders() // a reader (ls) at the same time
+		for range 4 {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := a.Close(); err != nil {
+			t.Fatal(err)
+		}
+		a = mustOpen(t, f, dir, Options{ReadOnly: true})
+		defer a.Close()
+		for w := range 4 {
+			fo, err := a.Folder(fmt.Sprintf("F%d/sub", w))
+			if err != nil || len(fo.Entries()) != 50 {
+				t.Fatalf("F%d/sub: %v", w, err)
+			}
+		}
+	})
+}

@@ -51,7 +51,7 @@ type Archive struct {
 
 	mu      sync.Mutex
 	reg     *registry
-	folders map[string]*Folder
+	folders map[string]*folderSlot
 	closed  bool
 }
 
@@ -87,7 +87,7 @@ func Open(ctx context.Context, spec string, opt Options) (*Archive, error) {
 	}
 	a := &Archive{
 		format: format, root: root, side: filepath.Join(root, sideDirName), readOnly: opt.ReadOnly,
-		log: opt.Logger, folders: map[string]*Folder{},
+		log: opt.Logger, folders: map[string]*folderSlot{},
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -253,8 +253,11 @@ func (a *Archive) Close() error {
 	}
 	a.closed = true
 	var err error
-	for _, f := range a.folders {
-		err = errors.Join(err, f.close())
+	for _, slot := range a.folders {
+		<-slot.ready
+		if slot.f != nil {
+			err = errors.Join(err, slot.f.close())
+		}
 	}
 	if a.lock != nil {
 		err = errors.Join(err, a.lock.Unlock())
@@ -309,25 +312,48 @@ func (a *Archive) Open(folder, key string) (io.ReadCloser, error) {
 
 // Folder returns an existing folder, loading (and, when writable,
 // repairing) it on first use. The same *Folder is returned every time.
+// Folders load in parallel: a big index loading does not hold up others.
 func (a *Archive) Folder(name string) (*Folder, error) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if a.closed {
+		a.mu.Unlock()
 		return nil, fmt.Errorf("archive %s is closed", a.root)
 	}
-	if f, ok := a.folders[name]; ok {
-		return f, nil
+	if slot, ok := a.folders[name]; ok {
+		a.mu.Unlock()
+		<-slot.ready
+		if slot.f != nil {
+			return slot.f, nil
+		}
+		return a.Folder(name) // the load failed; try again
 	}
 	rec, ok := a.reg.get(name)
 	if !ok || rec.NoSelect {
+		a.mu.Unlock()
 		return nil, fmt.Errorf("%w: %q in archive %s", ErrNoFolder, name, a.root)
 	}
+	slot := &folderSlot{ready: make(chan struct{})}
+	a.folders[name] = slot
+	a.mu.Unlock()
+
 	f, err := a.loadFolder(rec)
+	slot.f = f // published by closing ready; Close waits on it holding a.mu
+	close(slot.ready)
 	if err != nil {
+		a.mu.Lock()
+		if a.folders[name] == slot {
+			delete(a.folders, name) // a later call retries (e.g. after disk space was freed)
+		}
+		a.mu.Unlock()
 		return nil, err
 	}
-	a.folders[name] = f
 	return f, nil
+}
+
+// folderSlot holds a folder while it loads and after.
+type folderSlot struct {
+	ready chan struct{} // closed when loading ended
+	f     *Folder       // nil if loading failed
 }
 
 // CreateFolder returns the folder, creating it (and any missing parent, as
@@ -338,7 +364,7 @@ func (a *Archive) CreateFolder(name string, specialUse string) (*Folder, error) 
 		return nil, ErrReadOnly
 	}
 	a.mu.Lock()
-	rec, changed, err := a.reg.ensure(name, true)
+	_, changed, err := a.reg.ensure(name, true)
 	if err == nil && specialUse != "" && a.reg.setSpecialUse(name, specialUse) {
 		changed = true
 	}
@@ -358,7 +384,6 @@ func (a *Archive) CreateFolder(name string, specialUse string) (*Folder, error) 
 		}
 		return nil, err
 	}
-	_ = rec
 	return a.Folder(name)
 }
 
