@@ -20,6 +20,7 @@ import (
 
 	"github.com/mailark/mailark/archive"
 	"github.com/mailark/mailark/internal/account"
+	"github.com/mailark/mailark/internal/imapconn/imaptest"
 	"github.com/mailark/mailark/internal/mailerr"
 	"github.com/mailark/mailark/internal/testbed"
 )
@@ -341,4 +342,73 @@ func imapTreeDigest(t testing.TB, dir string) string {
 		return nil
 	})
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Network faults between mailark and Dovecot (a fault-injecting proxy):
+// a reset in the middle of a literal, a stall beyond the timeout, a slow
+// trickle. The run resumes on new connections and ends with every
+// message exactly once.
+func TestIMAPDovecotNetworkFaults(t *testing.T) {
+	s := testbed.Start(t)
+	user := s.AddUser(t, "erin")
+	seed := testbed.GenMessages(11, 300, testbed.GenOptions{Folders: []string{"INBOX", "Sent", "Work"}, MaxAttachment: 1 << 20, AttachmentRate: 0.3})
+	s.Import(t, user, seed)
+	want := imapServerSnapshot(t, s, user)
+	for _, format := range imapFormats {
+		t.Run(string(format), func(t *testing.T) {
+			proxy := imaptest.StartProxy(t, fmt.Sprintf("%s:%d", s.Host, s.IMAPSPort), func(n int) imaptest.Fault {
+				switch n {
+				case 1:
+					return imaptest.Fault{CutAfter: 2 << 20} // reset mid-transfer
+				case 2:
+					return imaptest.Fault{StallAfter: 1 << 20} // silent beyond the timeout
+				case 3:
+					// Slow but alive: 512 bytes every 20 ms for 4 s, longer
+					// than the timeout, never silent for as long.
+					return imaptest.Fault{Trickle: 20 * time.Millisecond, TrickleFor: 100 << 10}
+				}
+				return imaptest.Fault{}
+			})
+			a, _ := imapDovecotAccount(s, user)
+			a.Port, a.Timeout = proxy.Port, time.Second
+			dir := tempArchive(t)
+			res := mustIMAPFetch(t, a, format, dir, Options{Connections: 1, Retries: 3})
+			if res.NewMessages != len(seed) {
+				t.Errorf("fetched %d, want %d", res.NewMessages, len(seed))
+			}
+			if proxy.Connections() < 3 {
+				t.Errorf("only %d connections: the faults did not happen", proxy.Connections())
+			}
+			if d := diffSnapshots(want, archiveSnapshot(t, format, dir)); d != "" {
+				t.Fatal(d)
+			}
+		})
+	}
+}
+
+// When every connection fails, the run ends with a clear network error,
+// keeps what was durable, and a later run completes it without doubles.
+func TestIMAPDovecotConnectionKeepsDropping(t *testing.T) {
+	s := testbed.Start(t)
+	user := s.AddUser(t, "frank")
+	seed := testbed.GenMessages(12, 200, testbed.GenOptions{Folders: []string{"INBOX"}, AttachmentRate: 0.5})
+	s.Import(t, user, seed)
+	proxy := imaptest.StartProxy(t, fmt.Sprintf("%s:%d", s.Host, s.IMAPSPort), func(n int) imaptest.Fault {
+		return imaptest.Fault{CutAfter: int64(n) * (1 << 20)}
+	})
+	a, _ := imapDovecotAccount(s, user)
+	a.Port = proxy.Port
+	dir := tempArchive(t)
+	res, err := runIMAPFetch(t, a, archive.Maildir, dir, Options{Retries: 1})
+	if !errors.Is(err, mailerr.ErrNetwork) && !errors.Is(err, mailerr.ErrPartial) {
+		t.Fatalf("got %v", err)
+	}
+	if len(res.Warnings) == 0 || !strings.Contains(res.Warnings[0], "INBOX") || strings.Contains(res.Warnings[0], "\n") {
+		t.Errorf("warnings %q", res.Warnings)
+	}
+	a.Port = s.IMAPSPort
+	mustIMAPFetch(t, a, archive.Maildir, dir, Options{})
+	if d := diffSnapshots(imapServerSnapshot(t, s, user), archiveSnapshot(t, archive.Maildir, dir)); d != "" {
+		t.Fatal(d)
+	}
 }
