@@ -98,8 +98,8 @@ func (fs *folderSync) body(m *fetchedMsg, lit imap.LiteralReader) error {
 }
 
 // appendStream streams the literal into the archive.
-func (fs *folderSync) appendStream(m *fetchedMsg, lit io.Reader) error {
-	tr := &trackedReader{r: lit}
+func (fs *folderSync) appendStream(m *fetchedMsg, lit imap.LiteralReader) error {
+	tr := &trackedReader{r: lit, want: lit.Size()}
 	meta, err := fs.folder.Append(tr, archive.AppendInfo{Flags: flagStrings(m.flags), Date: m.date, UID: uint32(m.uid)})
 	if err != nil {
 		if tr.err != nil {
@@ -191,14 +191,23 @@ func (fs *folderSync) readErr(err error) error {
 }
 
 // trackedReader remembers a read error, to tell a broken connection from
-// a failing disk when Append fails.
+// a failing disk when Append fails. It also holds a literal to its
+// announced size: go-imap's literal reader is a LimitReader that ends with
+// a plain io.EOF when the connection closes inside the literal, which
+// would pass a truncated message off as a complete one.
 type trackedReader struct {
-	r   io.Reader
-	err error
+	r    io.Reader
+	want int64 // the literal's announced size
+	got  int64
+	err  error
 }
 
 func (t *trackedReader) Read(p []byte) (int, error) {
 	n, err := t.r.Read(p)
+	t.got += int64(n)
+	if err == io.EOF && t.got < t.want {
+		err = fmt.Errorf("connection closed %d bytes into a %d-byte message: %w", t.got, t.want, io.ErrUnexpectedEOF)
+	}
 	if err != nil && err != io.EOF {
 		t.err = err
 	}
@@ -217,14 +226,14 @@ type localError struct{ err error }
 
 func (e *localError) Error() string { return e.err.Error() }
 
-func newSpool(r io.Reader) (*spooledBody, error) {
+func newSpool(lit imap.LiteralReader) (*spooledBody, error) {
 	f, err := os.CreateTemp("", "mailark-spool-*")
 	if err != nil {
 		return nil, &localError{err}
 	}
 	os.Remove(f.Name()) // unlinked at once: nothing is left behind, even after a crash
 	h := sha256.New()
-	tr := &trackedReader{r: r}
+	tr := &trackedReader{r: lit, want: lit.Size()}
 	n, err := io.Copy(io.MultiWriter(f, h), tr)
 	if err != nil {
 		f.Close()
