@@ -73,6 +73,7 @@ type imapRun struct {
 	res      *Result
 	fatal    error // an error that stops the whole run
 	failures int   // folders given up
+	netFails int   // of those, given up because the connection failed
 }
 
 func newIMAPRun(ctx context.Context, a *account.Account, arc *archive.Archive, opt Options) *imapRun {
@@ -153,6 +154,13 @@ func (r *imapRun) finish() error {
 	}
 	if r.ctx.Err() != nil {
 		return r.runError(r.ctx.Err())
+	}
+	if r.netFails > 0 {
+		// A dropped connection is worth another attempt now, not at the
+		// next cron run: the command layer retries network errors, and
+		// what arrived is kept.
+		return mailerr.E(mailerr.ErrNetwork, nil, "%d folder(s) of %s could not be fetched completely because the connection failed (see the warnings); what arrived is kept, a rerun continues",
+			r.failures, r.acct.Host)
 	}
 	if r.failures > 0 {
 		return mailerr.E(mailerr.ErrPartial, nil, "%d folder(s) of %s could not be fetched completely (see the warnings); the others are done, the next run retries",
@@ -583,6 +591,9 @@ func (r *imapRun) folderFailed(j *folderJob, err error) {
 	}
 	r.mu.Lock()
 	r.failures++
+	if errors.Is(err, mailerr.ErrNetwork) {
+		r.netFails++
+	}
 	r.res.FoldersSkipped++
 	r.mu.Unlock()
 	r.warn(fmt.Sprintf("folder %q not fetched completely: %v", shortName(j.name), err))
