@@ -134,24 +134,15 @@ func (s *session) newDisplay() *termbar.Display {
 }
 
 // reporter is the progress.Reporter for one account: a bar view when a
-// display is shown, otherwise one that only logs warnings.
+// display is shown, otherwise none. Without a bar there is nothing to add
+// to warnings: the core logs every warning it reports through the job's
+// logger, which prints it once on stderr (and in the log file).
 func (s *session) reporter(d *termbar.Display, label string) progress.Reporter {
 	if d != nil {
 		return d.Reporter(label)
 	}
-	return warnOnly{logger: s.logger, label: label}
+	return progress.Discard
 }
-
-type warnOnly struct {
-	logger *slog.Logger
-	label  string
-}
-
-func (warnOnly) Start(string, int64, int64) {}
-func (warnOnly) Folder(string)              {}
-func (warnOnly) Message(int64)              {}
-func (w warnOnly) Warn(msg string)          { w.logger.Warn(msg, "job", w.label) }
-func (warnOnly) Done()                      {}
 
 // summary prints a human line on stdout for a person at a terminal.
 func (s *session) summary(format string, args ...any) {
