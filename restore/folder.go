@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
+
 	"github.com/mailark/mailark/archive"
 	"github.com/mailark/mailark/internal/imapconn"
 	"github.com/mailark/mailark/internal/mailerr"
@@ -123,6 +125,9 @@ func (r *run) attempt(ctx context.Context, c *imapconn.Conn, fr *folderRun) erro
 	p := fr.plan
 	st := &targetState{keywords: true}
 	if p.Exists {
+		if err := r.awaitInflight(ctx, c, p.Server); err != nil {
+			return err
+		}
 		var err error
 		if st, err = learnTarget(ctx, c, p.Server, r.opt.DryRun); err != nil {
 			return err
@@ -141,6 +146,7 @@ func (r *run) attempt(ctx context.Context, c *imapconn.Conn, fr *folderRun) erro
 	if err != nil {
 		return err
 	}
+	r.log.Debug("folder plan", "folder", p.Server, "on_server", len(st.messages), "present", len(m.present), "in_ledger", len(m.ledger), "upload", len(m.upload))
 	r.account(fr, m)
 	if r.opt.DryRun || len(m.upload) == 0 {
 		return nil
@@ -211,17 +217,51 @@ func (r *run) upload(ctx context.Context, c *imapconn.Conn, fr *folderRun, st *t
 		for i, cd := range todo[:n] {
 			items[i] = &uploadItem{c: cd, flags: sanitizeFlags(cd.meta.Flags, st), date: appendDate(cd.meta.Date)}
 		}
+		f := fence{Folder: fr.plan.Server, UIDValidity: st.uidValidity, UIDNext: st.uidNext, Count: n, Whole: multi}
 		var outs []outcome
 		if multi {
-			outs = appendMulti(ctx, c, r.src, fr.plan.Server, items)
+			outs = appendMulti(ctx, c, r.src, fr.plan.Server, items, func(sent bool) error {
+				f.Sent = sent
+				return r.journal.record(f)
+			})
 		} else {
+			if err := r.journal.record(f); err != nil {
+				return err
+			}
 			outs = appendPipelined(c, r.src, fr.plan.Server, items)
 		}
 		if err := r.settle(fr, items, outs); err != nil {
 			return err
 		}
+		if err := r.advanceUIDNext(c, fr.plan.Server, st, outs); err != nil {
+			return err
+		}
 		todo = todo[n:]
 	}
+	return nil
+}
+
+// advanceUIDNext keeps the folder's UIDNEXT current for the next fence:
+// from APPENDUID when every stored message has one, else from STATUS.
+func (r *run) advanceUIDNext(c *imapconn.Conn, mailbox string, st *targetState, outs []outcome) error {
+	stored, withUID := 0, 0
+	for _, o := range outs {
+		if o.ok {
+			stored++
+			if o.uid != 0 && o.uidValidity == st.uidValidity {
+				withUID++
+				st.uidNext = max(st.uidNext, o.uid+1)
+			}
+		}
+	}
+	if stored == withUID {
+		return nil
+	}
+	s, err := c.Client.Status(mailbox, &imap.StatusOptions{UIDNext: true}).Wait()
+	if err != nil {
+		return c.Err(err, "checking "+mailbox)
+	}
+	st.uidNext = uint32(s.UIDNext)
 	return nil
 }
 

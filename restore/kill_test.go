@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -53,7 +54,8 @@ func TestRestoreKillChild(t *testing.T) {
 	batch, _ := strconv.Atoi(os.Getenv(killBatch))
 	out := bufio.NewWriter(os.Stdout)
 	_, err = Restore(context.Background(), arch, ledger, a, Options{Connections: 3, BatchMessages: batch,
-		NoMultiAppend: os.Getenv(killMode) == "single", Progress: lineReporter{out}})
+		NoMultiAppend: os.Getenv(killMode) == "single", Progress: lineReporter{out},
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	out.Flush()
 	if err != nil {
 		t.Fatal(err)

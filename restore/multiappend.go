@@ -50,13 +50,20 @@ func hasExactCap(caps imap.CapSet, c imap.Cap) bool {
 // the command (NO: some message is unacceptable, all-or-nothing means
 // none was stored), the batch is sent again one message at a time, so
 // only the offending messages fail.
-func appendMulti(ctx context.Context, c *imapconn.Conn, src archive.Reader, mailbox string, items []*uploadItem) []outcome {
+//
+// fence is called after the last literal, before the CRLF that completes
+// the command, with sent false (if it fails, the command is abandoned),
+// and with sent true once the CRLF is written (see inflight.go).
+func appendMulti(ctx context.Context, c *imapconn.Conn, src archive.Reader, mailbox string, items []*uploadItem, fence func(sent bool) error) []outcome {
 	quoted, ok := quoteMailbox(mailbox)
 	if !ok {
+		if err := fence(false); err != nil {
+			return failAll(items, err)
+		}
 		return appendPipelined(c, src, mailbox, items)
 	}
 	resp, err := c.RawCommand(ctx, func(w io.Writer) error {
-		return writeMultiAppend(w, quoted, src, items)
+		return writeMultiAppend(w, quoted, src, items, fence)
 	})
 	out := make([]outcome, len(items))
 	var ie *itemError
@@ -73,10 +80,7 @@ func appendMulti(ctx context.Context, c *imapconn.Conn, src archive.Reader, mail
 		}
 		return out
 	case err != nil:
-		for i := range out {
-			out[i] = outcome{err: err}
-		}
-		return out
+		return failAll(items, err)
 	}
 	switch resp.Status {
 	case "OK":
@@ -107,9 +111,19 @@ type itemError struct {
 func (e *itemError) Error() string { return e.err.Error() }
 func (e *itemError) Unwrap() error { return e.err }
 
+// failAll is the outcome of a batch that failed as a whole.
+func failAll(items []*uploadItem, err error) []outcome {
+	out := make([]outcome, len(items))
+	for i := range out {
+		out[i] = outcome{err: err}
+	}
+	return out
+}
+
 // writeMultiAppend writes "APPEND mailbox (flags) "date" {n+}CRLF<bytes>
-// (flags) ... CRLF" with each message streamed from the archive.
-func writeMultiAppend(w io.Writer, quotedMailbox string, src archive.Reader, items []*uploadItem) error {
+// (flags) ... CRLF" with each message streamed from the archive, and
+// calls fence before the final CRLF.
+func writeMultiAppend(w io.Writer, quotedMailbox string, src archive.Reader, items []*uploadItem, fence func(sent bool) error) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	bw.WriteString("APPEND " + quotedMailbox)
 	for _, it := range items {
@@ -133,8 +147,17 @@ func writeMultiAppend(w io.Writer, quotedMailbox string, src archive.Reader, ite
 			return err
 		}
 	}
-	bw.WriteString("\r\n")
-	return bw.Flush()
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	if err := fence(false); err != nil {
+		return err
+	}
+	if _, err := io.WriteString(w, "\r\n"); err != nil {
+		return err
+	}
+	fence(true) // best effort: an unmarked fence only makes a later run wait a little
+	return nil
 }
 
 // quoteMailbox encodes a mailbox name in modified UTF-7 as an IMAP quoted

@@ -61,6 +61,10 @@ type Options struct {
 	// Retries is how often a folder is resumed on a new connection after
 	// the connection failed. Zero means DefaultRetries, negative none.
 	Retries int
+	// InflightWait bounds how long a folder waits for a batch an
+	// interrupted run left in flight (see inflight.go). Zero means
+	// DefaultInflightWait.
+	InflightWait time.Duration
 	// LedgerPath, when Restore is given no ledger, names the ledger file
 	// to open (see LedgerPathFor for foreign archives). Empty: no ledger,
 	// duplicates are found on the target alone.
@@ -129,7 +133,13 @@ func Restore(ctx context.Context, src archive.Reader, ledger *archive.Ledger, a 
 	}
 	r := &run{src: src, ledger: ledger, acct: a, opt: &opt, log: opt.Logger, prog: opt.Progress,
 		res: &Result{Target: a.String(), DryRun: opt.DryRun}, failedMsgs: map[string]bool{}}
-	err := r.restore(ctx)
+	j, err := openJournal(a, opt.InflightWait)
+	if err != nil {
+		return r.res, err
+	}
+	defer j.close()
+	r.journal = j
+	err = r.restore(ctx)
 	r.res.Duration = time.Since(start)
 	return r.res, err
 }
@@ -147,6 +157,9 @@ func (o *Options) defaults() {
 	if o.BatchBytes <= 0 {
 		o.BatchBytes = DefaultBatchBytes
 	}
+	if o.InflightWait <= 0 {
+		o.InflightWait = DefaultInflightWait
+	}
 	if o.Progress == nil {
 		o.Progress = progress.Discard
 	}
@@ -157,12 +170,13 @@ func (o *Options) defaults() {
 
 // run is one Restore call.
 type run struct {
-	src    archive.Reader
-	ledger *archive.Ledger
-	acct   *account.Account
-	opt    *Options
-	log    *slog.Logger
-	prog   progress.Reporter
+	src     archive.Reader
+	ledger  *archive.Ledger
+	journal *journal // fences of batches in flight (nil for verify)
+	acct    *account.Account
+	opt     *Options
+	log     *slog.Logger
+	prog    progress.Reporter
 
 	mu         sync.Mutex
 	res        *Result

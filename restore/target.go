@@ -15,6 +15,7 @@ import (
 // targetState is what a target folder holds and accepts.
 type targetState struct {
 	uidValidity uint32
+	uidNext     uint32
 	// keywords says the folder stores any keyword (PERMANENTFLAGS has
 	// \*); allowed lists the flags it names explicitly (lower case).
 	keywords bool
@@ -40,7 +41,7 @@ func learnTarget(ctx context.Context, c *imapconn.Conn, mailbox string, readOnly
 	if err != nil {
 		return nil, c.Err(err, "selecting "+mailbox)
 	}
-	st := &targetState{uidValidity: sel.UIDValidity, allowed: map[string]bool{}}
+	st := &targetState{uidValidity: sel.UIDValidity, uidNext: uint32(sel.UIDNext), allowed: map[string]bool{}}
 	for _, f := range sel.PermanentFlags {
 		if f == imap.FlagWildcard {
 			st.keywords = true
