@@ -39,7 +39,7 @@ type folderSync struct {
 	st       archive.SyncState // working copy, written at checkpoints
 	expected []uidSize         // UIDs to fetch, ascending
 	pos      map[imap.UID]int  // UID -> index in expected
-	done     []bool            // expected[i] archived (or matched, or gone)
+	state    []uidState        // per expected UID
 	claimed  map[string]bool   // rescan: archive keys already matched
 	err      error             // first error of a batch consumer
 	fetched  int
@@ -234,7 +234,7 @@ func (fs *folderSync) listNew() error {
 	for i, e := range fs.expected {
 		fs.pos[e.uid] = i
 	}
-	fs.done = make([]bool, len(fs.expected))
+	fs.state = make([]uidState, len(fs.expected))
 	return nil
 }
 
@@ -352,7 +352,7 @@ func (fs *folderSync) checkpoint(final bool) error {
 	st := fs.st
 	complete := true
 	for i, e := range fs.expected {
-		if !fs.done[i] {
+		if fs.state[i] != uidDone {
 			complete = false
 			if !fs.rescan {
 				st.LastUID = max(st.LastUID, uint32(e.uid)-1)
@@ -407,25 +407,42 @@ func (fs *folderSync) firstErr() error {
 	return fs.err
 }
 
-// claim marks an expected UID as handled; false if it was not expected
-// or already handled (a server sending a message twice).
+// uidState tracks an expected UID. A UID is done only once its message
+// is appended (staged for the next Commit): a checkpoint must never let
+// LastUID pass a message whose Append has not happened yet, or a kill
+// right after that Commit would lose it for good.
+type uidState uint8
+
+const (
+	uidPending  uidState = iota
+	uidInFlight          // claimed by a consumer, Append under way
+	uidDone              // appended, matched (rescan) or gone from the server
+)
+
+// claim reserves an expected UID for the caller; false if it was not
+// expected or is taken already (a server sending a message twice).
 func (fs *folderSync) claim(uid imap.UID) bool {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	i, ok := fs.pos[uid]
-	if !ok || fs.done[i] {
+	if !ok || fs.state[i] != uidPending {
 		return false
 	}
-	fs.done[i] = true
+	fs.state[i] = uidInFlight
 	return true
 }
 
-// unclaim gives a UID back when its message could not be archived.
-func (fs *folderSync) unclaim(uid imap.UID) {
+// finish marks a claimed UID done (archived) or, when ok is false, gives
+// it back for fetchMissing.
+func (fs *folderSync) finish(uid imap.UID, ok bool) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	if i, ok := fs.pos[uid]; ok {
-		fs.done[i] = false
+	if i, found := fs.pos[uid]; found {
+		if ok {
+			fs.state[i] = uidDone
+		} else {
+			fs.state[i] = uidPending
+		}
 	}
 }
 
@@ -433,7 +450,7 @@ func (fs *folderSync) wanted(uid imap.UID) bool {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	i, ok := fs.pos[uid]
-	return ok && !fs.done[i]
+	return ok && fs.state[i] == uidPending
 }
 
 func (fs *folderSync) missing() []imap.UID {
@@ -441,7 +458,7 @@ func (fs *folderSync) missing() []imap.UID {
 	defer fs.mu.Unlock()
 	var out []imap.UID
 	for i, e := range fs.expected {
-		if !fs.done[i] {
+		if fs.state[i] != uidDone {
 			out = append(out, e.uid)
 		}
 	}
@@ -471,8 +488,8 @@ func (fs *folderSync) fetchMissing() error {
 		exist[uid] = true
 	}
 	for _, uid := range miss {
-		if !exist[uid] {
-			fs.claim(uid) // expunged on the server while we fetched
+		if !exist[uid] && fs.claim(uid) {
+			fs.finish(uid, true) // expunged on the server while we fetched
 		}
 	}
 	if miss = fs.missing(); len(miss) > 0 {

@@ -82,8 +82,9 @@ func (fs *folderSync) body(m *fetchedMsg, lit imap.LiteralReader) error {
 		return nil // only one body section was asked for; drain the rest
 	}
 	if m.uid != 0 && m.haveFlags && m.haveDate && !fs.rescan && fs.claim(m.uid) {
-		if err := fs.appendStream(m, lit); err != nil {
-			fs.unclaim(m.uid)
+		err := fs.appendStream(m, lit)
+		fs.finish(m.uid, err == nil)
+		if err != nil {
 			return err
 		}
 		m.appended = true
@@ -122,12 +123,12 @@ func (fs *folderSync) finishSpooled(m *fetchedMsg) error {
 		return nil
 	}
 	if _, err := m.spool.f.Seek(0, io.SeekStart); err != nil {
-		fs.unclaim(m.uid)
+		fs.finish(m.uid, false)
 		return mailerr.E(mailerr.ErrLocalIO, err, "reading spooled message")
 	}
 	meta, err := fs.folder.Append(m.spool.f, archive.AppendInfo{Flags: flagStrings(m.flags), Date: m.date, UID: uint32(m.uid)})
 	if err != nil {
-		fs.unclaim(m.uid)
+		fs.finish(m.uid, false)
 		return err
 	}
 	if fs.rescan {
@@ -135,6 +136,7 @@ func (fs *folderSync) finishSpooled(m *fetchedMsg) error {
 		fs.claimed[meta.Key] = true // a later identical message is another copy
 		fs.mu.Unlock()
 	}
+	fs.finish(m.uid, true)
 	fs.counted(meta.Size)
 	return nil
 }
@@ -158,15 +160,17 @@ func (fs *folderSync) matchArchived(m *fetchedMsg) (bool, error) {
 		if !fs.claim(m.uid) {
 			return true, nil
 		}
-		fs.r.prog.Message(m.spool.size)
 		if m.haveFlags {
 			if want := flagStrings(m.flags); !sameFlags(e.Flags, want) {
 				if err := fs.folder.SetFlags(e.Key, want); err != nil {
+					fs.finish(m.uid, false)
 					return true, err
 				}
 				fs.r.addFlagUpdates(1)
 			}
 		}
+		fs.finish(m.uid, true)
+		fs.r.prog.Message(m.spool.size)
 		return true, nil
 	}
 	return false, nil
