@@ -160,7 +160,7 @@ func (r *imapRun) finish() error {
 		// next cron run: the command layer retries network errors, and
 		// what arrived is kept.
 		return mailerr.E(mailerr.ErrNetwork, nil, "%d folder(s) of %s could not be fetched completely because the connection failed (see the warnings); what arrived is kept, a rerun continues",
-			r.failures, r.acct.Host)
+			r.netFails, r.acct.Host)
 	}
 	if r.failures > 0 {
 		return mailerr.E(mailerr.ErrPartial, nil, "%d folder(s) of %s could not be fetched completely (see the warnings); the others are done, the next run retries",

@@ -42,8 +42,6 @@ type folderSync struct {
 	state    []uidState        // per expected UID
 	claimed  map[string]bool   // rescan: archive keys already matched
 	err      error             // first error of a batch consumer
-	fetched  int
-	bytes    int64
 }
 
 type uidSize struct {
