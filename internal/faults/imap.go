@@ -635,3 +635,11 @@ func decodePlain(b64 string) (user, pass string, ok bool) {
 	}
 	return parts[1], parts[2], true
 }
+
+// Hold keeps the session silent until the client hangs up or the server
+// closes: a hung server, as the client sees it. It discards what the
+// client sends meanwhile.
+func (ss *Session) Hold() {
+	ss.Flush()                //nolint:errcheck // a dead connection ends the hold anyway
+	io.Copy(io.Discard, ss.r) //nolint:errcheck // ends with the connection
+}
