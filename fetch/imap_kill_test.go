@@ -8,12 +8,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mailark/mailark/archive"
 	"github.com/mailark/mailark/internal/account"
+	"github.com/mailark/mailark/internal/imapconn/imaptest"
 	"github.com/mailark/mailark/internal/mailerr"
 	"github.com/mailark/mailark/internal/testbed"
 )
@@ -28,9 +31,17 @@ type imapChildConfig struct {
 	Host        string
 	Port        int
 	User        string
+	Plain       bool // plaintext (the in-memory server) instead of implicit TLS
 	CAFile      string
 	Archive     string
 	Connections int
+}
+
+// imapChildOutput is what a child that finished prints on stdout.
+type imapChildOutput struct {
+	Messages  int
+	Bytes     int64
+	PeakRSSKB int64
 }
 
 // TestIMAPChild is the child process of TestIMAPKillAnywhere; it skips
@@ -48,12 +59,15 @@ func TestIMAPChild(t *testing.T) {
 	a := &account.Account{Protocol: account.IMAP, User: cfg.User, Host: cfg.Host, Port: cfg.Port,
 		Security: account.ImplicitTLS, Auth: account.AuthPassword, CAFile: cfg.CAFile,
 		Secret: account.EnvSecret("MAILARK_PASSWORD"), Timeout: 30 * time.Second}
+	if cfg.Plain {
+		a.Security = account.Plain
+	}
 	arc, err := archive.Open(context.Background(), cfg.Archive, archive.Options{LockWait: 10 * time.Second})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(mailerr.ExitCode(err))
 	}
-	_, err = IMAP(context.Background(), a, arc, Options{Connections: cfg.Connections})
+	res, err := IMAP(context.Background(), a, arc, Options{Connections: cfg.Connections})
 	if cerr := arc.Close(); err == nil {
 		err = cerr
 	}
@@ -61,16 +75,35 @@ func TestIMAPChild(t *testing.T) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(mailerr.ExitCode(err))
 	}
+	json.NewEncoder(os.Stdout).Encode(imapChildOutput{Messages: res.NewMessages, Bytes: res.Bytes, PeakRSSKB: vmHWM()})
 	os.Exit(0)
+}
+
+// vmHWM is this process's peak resident set in KiB (getrusage of a child
+// started from a big parent would report the parent's size at fork).
+func vmHWM() int64 {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n
+		}
+	}
+	return -1
 }
 
 // runIMAPChild starts a child fetch and kills it after delay (0: let it
 // finish). It reports whether the child was killed before it finished.
 func runIMAPChild(t *testing.T, cfg imapChildConfig, delay time.Duration) bool {
+	killed, _ := runIMAPChildOut(t, cfg, delay, testbed.Password)
+	return killed
+}
+
+func runIMAPChildOut(t *testing.T, cfg imapChildConfig, delay time.Duration, password string) (bool, string) {
 	t.Helper()
 	spec, _ := json.Marshal(cfg)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestIMAPChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), imapChildEnv+"="+string(spec), "MAILARK_PASSWORD="+testbed.Password)
+	cmd.Env = append(os.Environ(), imapChildEnv+"="+string(spec), "MAILARK_PASSWORD="+password)
 	out := &imapTrace{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -87,7 +120,31 @@ func runIMAPChild(t *testing.T, cfg imapChildConfig, delay time.Duration) bool {
 	} else if err != nil {
 		t.Fatalf("child fetch failed: %v\n%s", err, out)
 	}
-	return killed
+	return killed, out.String()
+}
+
+// TestIMAPBigMessageFlatMemory fetches a 50 MB message in a child process
+// (from the in-memory server, which holds it in this process) and checks
+// the child's peak RSS: the body streams from the socket to the disk.
+func TestIMAPBigMessageFlatMemory(t *testing.T) {
+	srv := imaptest.Start(t, imaptest.Config{})
+	srv.Append(t, imaptest.Msg{Folder: "INBOX", Raw: imapBigMessage(50 << 20), Date: time.Now()})
+	for _, format := range imapFormats {
+		cfg := imapChildConfig{Host: srv.Host, Port: srv.Port, User: imaptest.User, Plain: true,
+			Archive: string(format) + ":" + filepath.Join(t.TempDir(), "a")}
+		_, out := runIMAPChildOut(t, cfg, 0, imaptest.Password)
+		var res imapChildOutput
+		if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &res); err != nil {
+			t.Fatalf("child output %q: %v", out, err)
+		}
+		t.Logf("%s: %d bytes fetched with peak RSS %d MB", format, res.Bytes, res.PeakRSSKB>>10)
+		if res.Messages != 1 || res.Bytes < 50<<20 {
+			t.Errorf("fetched %+v", res)
+		}
+		if res.PeakRSSKB <= 0 || res.PeakRSSKB > 40<<10 {
+			t.Errorf("peak RSS %d KiB for a 50 MB message", res.PeakRSSKB)
+		}
+	}
 }
 
 // TestIMAPKillAnywhere kills fetches at 50 seeded random moments (into

@@ -576,3 +576,25 @@ func TestIMAPHostileFolderNamesStayInside(t *testing.T) {
 		}
 	}
 }
+
+// Servers report \Recent (Dovecot does); it is session state and must not
+// reach the archive, where restore would send it back (a flag Dovecot
+// rejects in APPEND).
+func TestIMAPRecentIsNotArchived(t *testing.T) {
+	m := imaptest.StartMini(t)
+	m.Add("INBOX", []byte("Subject: r\r\n\r\nr\r\n"), []string{`\Recent`, `\Seen`}, time.Now())
+	a, _ := imapAccount(m.Host, m.Port)
+	for _, format := range imapFormats {
+		dir := tempArchive(t)
+		mustIMAPFetch(t, a, format, dir, Options{})
+		arc, err := archive.Open(context.Background(), string(format)+":"+dir, archive.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		metas, _ := arc.Messages("INBOX")
+		arc.Close()
+		if len(metas) != 1 || strings.Join(metas[0].Flags, " ") != `\Seen` {
+			t.Errorf("%s: archived %+v", format, metas)
+		}
+	}
+}

@@ -499,3 +499,22 @@ func newMemUser(pass string) *imapmemserver.User {
 	u.Create("INBOX", nil)
 	return u
 }
+
+func TestCapabilityNeverAnswered(t *testing.T) {
+	// A greeting without capabilities makes imapclient ask CAPABILITY,
+	// and its Caps() would wait 30 s for an answer that never comes.
+	fake := imaptest.StartFake(t, func(c *imaptest.FakeConn) {
+		c.Send("* OK hello\r\n")
+		c.Hang()
+	})
+	a := testAccount(fake.Host, fake.Port, account.Plain, "x")
+	a.Timeout = 300 * time.Millisecond
+	start := time.Now()
+	_, err := Dial(context.Background(), a)
+	if !errors.Is(err, mailerr.ErrNetwork) || !strings.Contains(err.Error(), "capabilities") {
+		t.Fatalf("got %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("took %v", d)
+	}
+}
