@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/mailark/mailark/internal/mailerr"
 )
 
 // Modes of everything the archive creates: mail is private.
@@ -163,3 +165,25 @@ func randomHex(n int) string {
 	}
 	return hex.EncodeToString(b)
 }
+
+// kindError is a one-line error that is several kinds at once (an archive
+// sentinel and the mailerr kind that sets the exit code) without repeating
+// their texts after the message.
+type kindError struct {
+	msg   string
+	kinds []error
+}
+
+func (e *kindError) Error() string   { return e.msg }
+func (e *kindError) Unwrap() []error { return e.kinds }
+
+// kinded formats a message as an error of the given kinds.
+func kinded(kinds []error, format string, args ...any) error {
+	return &kindError{msg: fmt.Sprintf(format, args...), kinds: kinds}
+}
+
+var (
+	usageBadSpec    = []error{mailerr.ErrUsage, ErrBadSpec}
+	usageNotArchive = []error{mailerr.ErrUsage, ErrNotArchive}
+	lockedByAnother = []error{mailerr.ErrLocked, ErrLocked}
+)

@@ -57,7 +57,7 @@ func OpenLedger(path string) (*Ledger, error) {
 		return nil, mailerr.E(mailerr.ErrLocalIO, err, "lock ledger %s", path)
 	}
 	if !ok {
-		return nil, mailerr.E(mailerr.ErrLocked, ErrLocked, "ledger %s is in use by another restore to the same target; wait for it to finish", path)
+		return nil, kinded(lockedByAnother, "ledger %s is in use by another restore to the same target; wait for it to finish", path)
 	}
 	f, err := openAppendable(path)
 	if err != nil {

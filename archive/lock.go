@@ -50,7 +50,7 @@ func acquireLock(ctx context.Context, path, root string, wait time.Duration) (*f
 		}
 		if !time.Now().Before(deadline) {
 			holder := readLockHolder(path)
-			return nil, mailerr.E(mailerr.ErrLocked, ErrLocked,
+			return nil, kinded(lockedByAnother,
 				"archive %s is locked by %s; another mailark run is using it (wait, or --lock-wait 10m)", root, holder)
 		}
 		select {

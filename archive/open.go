@@ -23,13 +23,13 @@ import (
 func ParseSpec(spec string) (Format, string, error) {
 	kind, path, ok := strings.Cut(spec, ":")
 	if !ok || path == "" {
-		return "", "", mailerr.E(mailerr.ErrUsage, ErrBadSpec, "archive %q: write maildir:PATH or mbox:PATH", spec)
+		return "", "", kinded(usageBadSpec, "archive %q: write maildir:PATH or mbox:PATH", spec)
 	}
 	switch Format(kind) {
 	case Maildir, Mbox:
 		return Format(kind), path, nil
 	}
-	return "", "", mailerr.E(mailerr.ErrUsage, ErrBadSpec, "archive %q: unknown format %q (use maildir:PATH or mbox:PATH)", spec, kind)
+	return "", "", kinded(usageBadSpec, "archive %q: unknown format %q (use maildir:PATH or mbox:PATH)", spec, kind)
 }
 
 // Options control how Open treats an archive.
@@ -109,7 +109,7 @@ func Open(ctx context.Context, spec string, opt Options) (*Archive, error) {
 
 func (a *Archive) openReadOnly() error {
 	if _, err := os.Stat(a.root); err != nil {
-		return mailerr.E(mailerr.ErrUsage, ErrNotArchive, "archive %s does not exist (%v)", a.root, errors.Unwrap(err))
+		return kinded(usageNotArchive, "archive %s does not exist (%v)", a.root, errors.Unwrap(err))
 	}
 	if err := a.checkMeta(false); err != nil {
 		return err
@@ -152,7 +152,7 @@ func (a *Archive) checkRoot() (fresh bool, err error) {
 		return false, a.ioErr(err, "open archive %s", a.root)
 	}
 	if !st.IsDir() {
-		return false, mailerr.E(mailerr.ErrUsage, ErrNotArchive,
+		return false, kinded(usageNotArchive,
 			"%s is a file, not an archive directory; mailark archives are directories (give a new path)", a.root)
 	}
 	if _, err := os.Stat(a.side); err == nil {
@@ -164,7 +164,7 @@ func (a *Archive) checkRoot() (fresh bool, err error) {
 	}
 	defer d.Close()
 	if names, _ := d.Readdirnames(1); len(names) > 0 {
-		return false, mailerr.E(mailerr.ErrUsage, ErrNotArchive,
+		return false, kinded(usageNotArchive,
 			"%s is not empty and is not a mailark archive; give a new or empty directory", a.root)
 	}
 	return true, nil
@@ -176,7 +176,7 @@ func (a *Archive) checkMeta(create bool) error {
 	data, err := os.ReadFile(file)
 	if errors.Is(err, fs.ErrNotExist) {
 		if !create {
-			return mailerr.E(mailerr.ErrUsage, ErrNotArchive, "%s is not a mailark archive (no %s/%s)", a.root, sideDirName, metaFile)
+			return kinded(usageNotArchive, "%s is not a mailark archive (no %s/%s)", a.root, sideDirName, metaFile)
 		}
 		meta, _ := json.MarshalIndent(archiveMeta{Format: a.format, Version: archiveVersion, Created: time.Now().UTC()}, "", "  ")
 		if err := mkdirAll(a.root); err != nil {
@@ -195,10 +195,10 @@ func (a *Archive) checkMeta(create bool) error {
 		return a.damaged(fmt.Errorf("%w: %s: %v", ErrCorrupt, file, err), "")
 	}
 	if meta.Version > archiveVersion {
-		return mailerr.E(mailerr.ErrUsage, ErrNotArchive, "archive %s was written by a newer mailark (format version %d); upgrade mailark", a.root, meta.Version)
+		return kinded(usageNotArchive, "archive %s was written by a newer mailark (format version %d); upgrade mailark", a.root, meta.Version)
 	}
 	if meta.Format != a.format {
-		return mailerr.E(mailerr.ErrUsage, ErrBadSpec, "archive %s is a %s archive; open it as %s:%s", a.root, meta.Format, meta.Format, a.root)
+		return kinded(usageBadSpec, "archive %s is a %s archive; open it as %s:%s", a.root, meta.Format, meta.Format, a.root)
 	}
 	return nil
 }
