@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -596,5 +597,47 @@ func TestIMAPRecentIsNotArchived(t *testing.T) {
 		if len(metas) != 1 || strings.Join(metas[0].Flags, " ") != `\Seen` {
 			t.Errorf("%s: archived %+v", format, metas)
 		}
+	}
+}
+
+// A server whose literals do not match what it announced: more bytes than
+// announced (the excess is parsed as protocol), or an impossible size.
+// The run fails with a clear error within the timeout and nothing partial
+// is archived; a repaired server is then fetched completely.
+func TestIMAPBrokenLiterals(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		quirk func(m *imaptest.Mini)
+	}{
+		{"more bytes than announced", func(m *imaptest.Mini) { m.LiteralExtra = "garbage that is not IMAP {}\r\n" }},
+		{"impossible size", func(m *imaptest.Mini) { m.AnnounceSize = 5 << 30 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, want := miniFixture(t, 10)
+			m.Set(tc.quirk)
+			a, _ := imapAccount(m.Host, m.Port)
+			a.Timeout = time.Second
+			dir := tempArchive(t)
+			start := time.Now()
+			res, err := runIMAPFetch(t, a, archive.Mbox, dir, Options{Retries: -1})
+			if err == nil || (!errors.Is(err, mailerr.ErrNetwork) && !errors.Is(err, mailerr.ErrServer) && !errors.Is(err, mailerr.ErrPartial)) {
+				t.Fatalf("got %v", err)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("took %v", d)
+			}
+			t.Logf("error: %v; warnings %q", err, res.Warnings)
+			got := archiveSnapshot(t, archive.Mbox, dir)
+			for _, k := range got["INBOX"] {
+				if !slices.Contains(want["INBOX"], k) {
+					t.Errorf("archived a message the server did not hold: %s", k)
+				}
+			}
+			m.Set(func(m *imaptest.Mini) { m.LiteralExtra, m.AnnounceSize = "", 0 })
+			mustIMAPFetch(t, a, archive.Mbox, dir, Options{})
+			if d := diffSnapshots(want, archiveSnapshot(t, archive.Mbox, dir)); d != "" {
+				t.Fatal(d)
+			}
+		})
 	}
 }

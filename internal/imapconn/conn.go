@@ -295,8 +295,21 @@ func (c *Conn) Err(err error, what string) error {
 		return &kindError{kind: mailerr.ErrServer, cause: err,
 			msg: fmt.Sprintf("%s refused %s: %s", a.Host, what, serverText(ie))}
 	}
+	if isParseError(err) {
+		return &kindError{kind: mailerr.ErrServer, cause: err,
+			msg: fmt.Sprintf("%s sent a reply that is not valid IMAP while %s (%s); the connection was closed", a.Addr(), what, err)}
+	}
 	return &kindError{kind: mailerr.ErrNetwork, cause: err,
 		msg: fmt.Sprintf("connection to %s lost while %s: %s", a.Addr(), what, shortCause(err))}
+}
+
+// isParseError recognises imapclient's decoding failures, which it
+// reports as plain text ("in response-data: imapwire: expected SP ..."):
+// the server sent something that is not IMAP.
+func isParseError(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "imapwire:") || strings.HasPrefix(msg, "in response") ||
+		strings.Contains(msg, "unsupported response type") || strings.Contains(msg, "utf7:")
 }
 
 // serverText is a server's NO/BAD text with its response code.

@@ -33,6 +33,8 @@ type Mini struct {
 	ExamineFails    map[string]bool // EXAMINE answers NO
 	ExpungeDuring   map[uint32]bool // EXPUNGE these (in the folder) when a body FETCH starts
 	ExtraNames      []string        // extra raw LIST names (hostile names), no messages
+	LiteralExtra    string          // sent after each body literal: more bytes than announced
+	AnnounceSize    int64           // announced body literal size instead of the real one
 	BodiesSent      int             // bodies sent so far (all sessions)
 	Commands        []string        // every command line received
 	sessionsStarted int
@@ -342,6 +344,7 @@ func (m *Mini) fetch(c *FakeConn, tag string, f *MiniFolder, byUID bool, args st
 func (m *Mini) fetchResponse(seq int, msg MiniMsg, items string) string {
 	m.mu.Lock()
 	uidAfter, bodyFirst, lie := m.UIDAfterLiteral, m.BodyFirst, m.SizeLie
+	extra, announce := m.LiteralExtra, m.AnnounceSize
 	m.mu.Unlock()
 	uid := fmt.Sprintf("UID %d", msg.UID)
 	var meta []string
@@ -356,7 +359,11 @@ func (m *Mini) fetchResponse(seq int, msg MiniMsg, items string) string {
 	}
 	var body string
 	if strings.Contains(items, "BODY") {
-		body = fmt.Sprintf("BODY[] {%d}\r\n%s", len(msg.Body), msg.Body)
+		size := int64(len(msg.Body))
+		if announce > 0 {
+			size = announce
+		}
+		body = fmt.Sprintf("BODY[] {%d}\r\n%s%s", size, msg.Body, extra)
 	}
 	var parts []string
 	switch {
