@@ -11,13 +11,14 @@ build:
 	$(GO) build -o $(BIN) ./cmd/mailark
 
 # Every test. Integration tests start private Dovecot instances; as root they
-# install Dovecot (dovecot-imapd, dovecot-pop3d) when it is missing.
+# install Dovecot (dovecot-imapd, dovecot-pop3d) when it is missing. Then
+# every fuzz target runs briefly (scripts/fuzz.sh).
 test:
-	$(GO) vet ./... && $(GO) test -count=1 -timeout 30m ./...
+	$(GO) vet ./... && $(GO) test -count=1 -timeout 30m ./... && GO=$(GO) scripts/fuzz.sh 4s
 
 # The same tests with the long-running stress cases compiled in.
 test-stress:
-	$(GO) test -count=1 -tags stress -timeout 60m ./...
+	$(GO) test -count=1 -tags stress -timeout 60m ./... && GO=$(GO) scripts/fuzz.sh 60s
 
 # The whole story on embedded servers: no setup, no network.
 demo:

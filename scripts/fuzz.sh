@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for a while: scripts/fuzz.sh DURATION (default 5s).
+# `make test` runs it briefly, `make test-stress` for a minute per target.
+# Seeds are in each package's testdata/fuzz/<target>/; a failure the fuzzer
+# finds is written there too, so `go test` replays it from then on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration="${1:-5s}"
+go="${GO:-go}"
+
+# package target: every parser of outside input.
+targets=(
+	"./archive FuzzMboxRoundTrip"   # our mboxrd files
+	"./archive FuzzForeignMbox"     # mbox files of mail clients (mboxo, mboxrd)
+	"./archive FuzzMaildirName"     # maildir file names and flag letters
+	"./archive FuzzIndexRecord"     # the sidecar's index log lines
+	"./archive FuzzSidecar"         # archive.json, folders.json, index, state
+	"./archive FuzzLedger"          # restore ledgers
+	"./archive FuzzEscapeComponent" # folder name -> path component
+	"./archive FuzzFolderNames"     # folder names -> paths: inside the root, injective
+	"./internal/account FuzzParseURL"
+	"./internal/cli/config FuzzParse"
+)
+
+total=0
+failed=0
+for t in "${targets[@]}"; do
+	read -r pkg name <<<"$t"
+	out="$("$go" test -run='^$' -fuzz="^${name}\$" -fuzztime="$duration" "$pkg" 2>&1)" || {
+		printf '%s\n' "$out" >&2
+		printf 'fuzz: %s %s FAILED\n' "$pkg" "$name" >&2
+		failed=$((failed + 1))
+		continue
+	}
+	execs="$(printf '%s\n' "$out" | sed -n 's/.*execs: \([0-9]*\).*/\1/p' | tail -n 1)"
+	execs="${execs:-0}"
+	total=$((total + execs))
+	printf 'fuzz: %-22s %-20s %10s execs in %s\n' "$pkg" "$name" "$execs" "$duration"
+done
+printf 'fuzz: %d targets, %d executions in total, %d failed\n' "${#targets[@]}" "$total" "$failed"
+[ "$failed" -eq 0 ]
