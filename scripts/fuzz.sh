@@ -38,5 +38,6 @@ for t in "${targets[@]}"; do
 	total=$((total + execs))
 	printf 'fuzz: %-22s %-20s %10s execs in %s\n' "$pkg" "$name" "$execs" "$duration"
 done
-printf 'fuzz: %d targets, %d executions in total, %d failed\n' "${#targets[@]}" "$total" "$failed"
+printf 'fuzz: %d targets ran %d executions in total\n' "${#targets[@]}" "$total"
+printf 'fuzz: %d passed, %d failed\n' "$((${#targets[@]} - failed))" "$failed"
 [ "$failed" -eq 0 ]
