@@ -70,6 +70,10 @@ func (a *Archive) loadFolder(rec folderRecord) (*Folder, error) {
 		if err := f.st.prepare(); err != nil {
 			return nil, a.ioErr(err, "create folder %q", rec.Name)
 		}
+		a.removeTempFiles(f.sideDir)
+		if a.format == Maildir {
+			a.removeTempFiles(abs) // of dovecot-keywords
+		}
 	}
 	idx, ixf, err := loadIndex(filepath.Join(f.sideDir, "index.jsonl"), repair)
 	if err != nil {
