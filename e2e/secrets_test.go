@@ -22,7 +22,7 @@ import (
 func secretForms(user, password string) map[string]string {
 	forms := map[string]string{"the password": password}
 	for name, raw := range map[string]string{
-		"base64(password)":          password,
+		"base64(password)":           password,
 		"base64(\\0user\\0pass)":     "\x00" + user + "\x00" + password,
 		"base64(user\\0user\\0pass)": user + "\x00" + user + "\x00" + password,
 	} {
