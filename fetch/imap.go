@@ -59,8 +59,9 @@ const (
 )
 
 type imapRun struct {
-	ctx     context.Context
+	ctx     context.Context // cancelled by the caller or by setFatal
 	cancel  context.CancelFunc
+	parent  context.Context // the caller's: cancelled only by SIGINT/SIGTERM
 	acct    *account.Account
 	arc     *archive.Archive
 	opt     Options
@@ -100,6 +101,7 @@ func newIMAPRun(ctx context.Context, a *account.Account, arc *archive.Archive, o
 	if arc != nil {
 		r.res.Archive = string(arc.Format()) + ":" + arc.Root()
 	}
+	r.parent = ctx
 	r.ctx, r.cancel = context.WithCancel(ctx)
 	return r
 }
@@ -139,8 +141,11 @@ func (r *imapRun) run() error {
 }
 
 // runError turns an error that ended the run into the returned error.
+// r.ctx is also cancelled by setFatal to stop the other workers, so only
+// the caller's context tells an interruption: a full disk must end as
+// ErrLocalIO (exit 9), not as "interrupted".
 func (r *imapRun) runError(err error) error {
-	if errors.Is(err, mailerr.ErrInterrupted) || r.ctx.Err() != nil {
+	if errors.Is(err, mailerr.ErrInterrupted) || r.parent.Err() != nil {
 		return mailerr.E(mailerr.ErrInterrupted, err, "fetch from %s interrupted; what was fetched is kept, the next run continues", r.acct.Host)
 	}
 	return err
