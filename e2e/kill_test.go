@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -80,7 +79,7 @@ func killAnywhere(t *testing.T, op killOp, points int, seed uint64) killStats {
 	st.calibration = r.elapsed
 	span := r.elapsed + r.elapsed/5 // a little past the end: late kills hit the closing steps
 
-	for round := 1; st.kills < points && round <= points*3; round++ {
+	for round := 1; st.kills < points && round <= points*6; round++ {
 		kr := op.round(t, round)
 		st.rounds++
 		for inRound := 0; ; inRound++ {
@@ -106,6 +105,12 @@ func killAnywhere(t *testing.T, op killOp, points int, seed uint64) killStats {
 			}
 			if inv.killAfter > 0 {
 				st.completedEarly++
+				if inRound == 0 {
+					// A whole run from scratch beat its kill: the machine
+					// got faster than at calibration (less parallel load),
+					// so spread the next kills over this run instead.
+					span = max(res.elapsed+res.elapsed/5, 20*time.Millisecond)
+				}
 			}
 			break
 		}
@@ -254,10 +259,7 @@ func (fx *killFixture) count(t *testing.T, user string) int {
 // archiveProgress counts the messages an archive holds (0 before it exists).
 func archiveProgress(format, root string, total int) func(t *testing.T) (int, int) {
 	return func(t *testing.T) (int, int) {
-		if _, err := os.Stat(filepath.Join(root, ".mailark")); err != nil {
-			return 0, total
-		}
-		return archiveSums(t, format+":"+root).total(), total
+		return archiveSumsIfAny(t, format+":"+root).total(), total
 	}
 }
 
@@ -267,20 +269,8 @@ func archiveProgress(format, root string, total int) func(t *testing.T) (int, in
 func (fx *killFixture) nothingDeletedUnarchived(t *testing.T, what, user, format, root string, original sums) {
 	t.Helper()
 	left := serverSums(t, fx.s, user, "INBOX")
-	var archived sums
-	if _, err := os.Stat(filepath.Join(root, ".mailark")); err == nil {
-		archived = archiveSums(t, format+":"+root)
-	}
-	gone, _ := multisetDiff(original["INBOX"], left["INBOX"])
-	if gone == 0 {
-		return
-	}
-	// Every message missing from the server must be in the archive: the
-	// original multiset must be covered by server ∪ archive.
-	union := append(append([]string{}, left["INBOX"]...), archived.all()...)
-	slices.Sort(union)
-	if missing, _ := multisetDiff(original["INBOX"], union); missing > 0 {
-		t.Errorf("%s: after a kill, %d message(s) were deleted from the server but are not in the archive", what, missing)
+	if n := deletedUnarchived(original["INBOX"], left["INBOX"], archiveSumsIfAny(t, format+":"+root).all()); n > 0 {
+		t.Errorf("%s: after a kill, %d message(s) were deleted from the server but are not in the archive", what, n)
 	}
 }
 

@@ -28,6 +28,11 @@ var (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	hostile := 0
+	hostileCases.Range(func(any, any) bool { hostile++; return true })
+	if n := faultsInjected.Load(); n > 0 || hostile > 0 {
+		fmt.Printf("e2e: %d network faults injected, %d hostile server cases\n", n, hostile)
+	}
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
 	}
