@@ -224,11 +224,16 @@ func (r *run) upload(ctx context.Context, c *imapconn.Conn, fr *folderRun, st *t
 				f.Sent = sent
 				return r.journal.record(f)
 			})
-		} else {
+		}
+		if outs == nil {
+			f.Whole, f.Sent = false, false
 			if err := r.journal.record(f); err != nil {
 				return err
 			}
 			outs = appendPipelined(c, r.src, fr.plan.Server, items)
+		}
+		if err := r.journal.answered(f.Folder, outs); err != nil {
+			return err
 		}
 		if err := r.settle(fr, items, outs); err != nil {
 			return err

@@ -134,6 +134,30 @@ func (j *journal) record(f fence) error {
 	return nil
 }
 
+// answered retires the fence of a batch the server has answered in full
+// (each message stored or refused): nothing of it can land later. When
+// some message was refused the batch will never complete as fenced, so
+// the retirement is written down too; otherwise the fence is satisfied
+// by UIDNEXT anyway.
+func (j *journal) answered(folder string, outs []outcome) error {
+	allOK := true
+	for _, o := range outs {
+		if !o.ok && !o.messageErr {
+			return nil // the connection failed: the server may still be at it
+		}
+		allOK = allOK && o.ok
+	}
+	done := fence{Folder: folder} // Count 0: nothing to wait for
+	if !allOK {
+		return j.record(done)
+	}
+	done.At = time.Now().UTC()
+	j.mu.Lock()
+	j.recent[folder] = done
+	j.mu.Unlock()
+	return nil
+}
+
 func (j *journal) last(folder string) (fence, bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()

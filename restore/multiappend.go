@@ -46,10 +46,11 @@ func hasExactCap(caps imap.CapSet, c imap.Cap) bool {
 	return false
 }
 
-// appendMulti uploads a batch as one MULTIAPPEND. When the server refuses
-// the command (NO: some message is unacceptable, all-or-nothing means
-// none was stored), the batch is sent again one message at a time, so
-// only the offending messages fail.
+// appendMulti uploads a batch as one MULTIAPPEND. It returns nil when the
+// batch must go as single APPENDs instead: the mailbox name cannot be
+// sent raw, or the server refused the command (NO: some message is
+// unacceptable; all or nothing means none was stored), so that only the
+// offending messages fail.
 //
 // fence is called after the last literal, before the CRLF that completes
 // the command, with sent false (if it fails, the command is abandoned),
@@ -57,10 +58,7 @@ func hasExactCap(caps imap.CapSet, c imap.Cap) bool {
 func appendMulti(ctx context.Context, c *imapconn.Conn, src archive.Reader, mailbox string, items []*uploadItem, fence func(sent bool) error) []outcome {
 	quoted, ok := quoteMailbox(mailbox)
 	if !ok {
-		if err := fence(false); err != nil {
-			return failAll(items, err)
-		}
-		return appendPipelined(c, src, mailbox, items)
+		return nil
 	}
 	resp, err := c.RawCommand(ctx, func(w io.Writer) error {
 		return writeMultiAppend(w, quoted, src, items, fence)
@@ -90,7 +88,7 @@ func appendMulti(ctx context.Context, c *imapconn.Conn, src archive.Reader, mail
 		}
 		return out
 	case "NO":
-		return appendPipelined(c, src, mailbox, items)
+		return nil
 	}
 	// BAD: the server did not understand a command built to be valid. It
 	// may have misread what followed, so the connection is not trusted.

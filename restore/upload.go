@@ -180,13 +180,17 @@ func appendPipelined(c *imapconn.Conn, src archive.Reader, mailbox string, items
 		switch {
 		case errors.As(s.copyErr, &se):
 			out[i] = outcome{err: se, messageErr: true}
+		case errors.As(err, &ie), errors.As(s.copyErr, &ie):
+			// The server answered NO for this command: it is about the
+			// message (too big, a flag refused), even when go-imap then
+			// closes the connection, as it does after refusing a
+			// synchronising literal (the refusal reaches the literal
+			// writer first).
+			out[i] = outcome{err: c.Err(ie, "uploading to "+mailbox), messageErr: true}
 		case s.copyErr != nil:
 			out[i] = outcome{err: c.Err(s.copyErr, "uploading to "+mailbox)}
 		case err != nil:
-			// A NO for this message on a connection still alive is
-			// about the message (too big, refused); anything else is
-			// the connection's.
-			out[i] = outcome{err: c.Err(err, "uploading to "+mailbox), messageErr: errors.As(err, &ie) && !c.Broken()}
+			out[i] = outcome{err: c.Err(err, "uploading to "+mailbox)}
 		case s.closeErr != nil:
 			out[i] = outcome{err: c.Err(s.closeErr, "uploading to "+mailbox)}
 		default:
