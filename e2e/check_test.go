@@ -117,6 +117,27 @@ func archiveSums(t testing.TB, spec string) sums {
 	return out
 }
 
+// archiveSumsIfAny is archiveSums, or nil before the archive exists (a run
+// killed before it wrote .mailark/archive.json, the file that makes a
+// directory an archive; the next run must cope with such a directory).
+func archiveSumsIfAny(t testing.TB, spec string) sums {
+	t.Helper()
+	_, root, _ := strings.Cut(spec, ":")
+	if _, err := os.Stat(filepath.Join(root, ".mailark", "archive.json")); err != nil {
+		return nil
+	}
+	return archiveSums(t, spec)
+}
+
+// deletedUnarchived counts the messages of original (a sorted multiset)
+// that are neither left on the server nor in the archive.
+func deletedUnarchived(original, left, archived []string) int {
+	union := append(append([]string{}, left...), archived...)
+	slices.Sort(union)
+	missing, _ := multisetDiff(original, union)
+	return missing
+}
+
 // diffSums describes how got differs from want per folder; "" when every
 // folder of want holds exactly the same multiset in got.
 func diffSums(got, want sums) string {
