@@ -148,16 +148,16 @@ func TestIMAPBigMessageFlatMemory(t *testing.T) {
 }
 
 // TestIMAPKillAnywhere kills fetches at 50 seeded random moments (into
-// both formats, several rounds each: a round ends when a run is allowed
-// to finish) and checks after each round that the archive holds every
-// server message exactly once, byte for byte, with its flags and date.
+// both formats, in rounds: a round ends when a run finishes before its
+// kill) and checks after each round that the archive holds every server
+// message exactly once, byte for byte, with its flags and date.
 func TestIMAPKillAnywhere(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kill harness is long")
 	}
 	s := testbed.Start(t)
 	user := s.AddUser(t, "killme")
-	s.Import(t, user, testbed.GenMessages(31, 600, testbed.GenOptions{
+	s.Import(t, user, testbed.GenMessages(31, 400, testbed.GenOptions{
 		Folders: []string{"INBOX", "INBOX", "Sent", "Work/2024", "Entwürfe"}, AttachmentRate: 0.2, MaxAttachment: 512 << 10}))
 	want := imapServerSnapshot(t, s, user)
 
@@ -167,22 +167,37 @@ func TestIMAPKillAnywhere(t *testing.T) {
 	start := time.Now()
 	runIMAPChild(t, cfg, 0)
 	full := time.Since(start)
+	// And how long a run with nothing to do takes (process start, login,
+	// LIST): kills before that would hit no archive write.
+	start = time.Now()
+	runIMAPChild(t, cfg, 0)
+	noop := time.Since(start)
+	setup := noop / 2
+	work := max(full-setup, time.Millisecond)
 
 	r := rand.New(rand.NewPCG(2026, 11))
 	const killPoints = 50
 	kills, rounds := 0, 0
 	for kills < killPoints {
+		if rounds == 200 {
+			t.Fatalf("only %d kill points in %d rounds: the runs end before the kills", kills, rounds)
+		}
 		format := imapFormats[rounds%len(imapFormats)]
 		rounds++
 		cfg.Archive = fmt.Sprintf("%s:%s", format, filepath.Join(t.TempDir(), "archive"))
 		killedThisRound := 0
-		for killedThisRound < 8 && kills < killPoints {
-			delay := time.Duration(r.Int64N(int64(full))) + time.Millisecond
+		for killedThisRound < 10 && kills < killPoints {
+			// Each run resumes with less left to do: aim later kills of a
+			// round at the shorter runs.
+			delay := setup + time.Duration(r.Int64N(int64(work)/int64(killedThisRound+1)))
 			if !runIMAPChild(t, cfg, delay) {
 				break // finished before the kill: the round is over
 			}
 			kills++
 			killedThisRound++
+		}
+		if killedThisRound == 0 {
+			setup /= 2 // the runs are quicker than measured: aim earlier
 		}
 		runIMAPChild(t, cfg, 0) // to completion
 		_, dir, _ := archive.ParseSpec(cfg.Archive)
@@ -190,5 +205,6 @@ func TestIMAPKillAnywhere(t *testing.T) {
 			t.Fatalf("round %d (%s, %d kills): archive differs from the server:\n%s", rounds, format, killedThisRound, d)
 		}
 	}
-	t.Logf("%d kill points over %d rounds (a full run takes %v); every round ended with each message exactly once", kills, rounds, full.Round(time.Millisecond))
+	t.Logf("%d kill points over %d rounds (a full run takes %v, one with nothing to do %v); every round ended with each message exactly once",
+		kills, rounds, full.Round(time.Millisecond), noop.Round(time.Millisecond))
 }
