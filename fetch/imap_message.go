@@ -82,6 +82,9 @@ func (fs *folderSync) body(m *fetchedMsg, lit imap.LiteralReader) error {
 		return nil // only one body section was asked for; drain the rest
 	}
 	if m.uid != 0 && m.haveFlags && m.haveDate && !fs.rescan && fs.claim(m.uid) {
+		if testHookClaimed != nil {
+			testHookClaimed(m.uid)
+		}
 		err := fs.appendStream(m, lit)
 		fs.finish(m.uid, err == nil)
 		if err != nil {
@@ -97,6 +100,10 @@ func (fs *folderSync) body(m *fetchedMsg, lit imap.LiteralReader) error {
 	m.spool = sp
 	return nil
 }
+
+// testHookClaimed, set by tests only, runs between a message's claim and
+// its Append: the window in which no checkpoint may count it as archived.
+var testHookClaimed func(uid imap.UID)
 
 // appendStream streams the literal into the archive.
 func (fs *folderSync) appendStream(m *fetchedMsg, lit imap.LiteralReader) error {

@@ -641,3 +641,45 @@ func TestIMAPBrokenLiterals(t *testing.T) {
 		})
 	}
 }
+
+// A message claimed by a consumer but not yet appended must not be
+// covered by the LastUID that another batch's checkpoint makes durable:
+// a kill at that moment would lose it for good (the next run starts after
+// LastUID). The hook holds the first message of the second batch between
+// its claim and its Append while the first batch commits.
+func TestIMAPCheckpointNeverPassesPendingAppend(t *testing.T) {
+	srv := imaptest.Start(t, imaptest.Config{})
+	seedMem(t, srv, map[string]int{"INBOX": batchMessages + 20}, 8)
+	a, _ := imapAccount(srv.Host, srv.Port)
+	dir := tempArchive(t)
+	held := imap.UID(batchMessages + 1)
+	var durable archive.SyncState
+	var inIndex bool
+	testHookClaimed = func(uid imap.UID) {
+		if uid != held {
+			return
+		}
+		time.Sleep(300 * time.Millisecond) // the first batch completes and commits meanwhile
+		ro, err := archive.Open(context.Background(), "maildir:"+dir, archive.Options{ReadOnly: true})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer ro.Close()
+		f, err := ro.Folder("INBOX")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		durable = f.State()
+		_, inIndex = f.ByUID(uint32(held))
+	}
+	defer func() { testHookClaimed = nil }()
+	mustIMAPFetch(t, a, archive.Maildir, dir, Options{})
+	if durable.LastUID == 0 {
+		t.Fatal("the first batch did not commit while the message was held: the test proves nothing")
+	}
+	if durable.LastUID >= uint32(held) && !inIndex {
+		t.Fatalf("durable LastUID %d covers UID %d, which is not archived yet", durable.LastUID, held)
+	}
+}
