@@ -370,7 +370,10 @@ func (fs *folderSync) checkpoint(final bool) error {
 			// by SHA-256 is what prevents duplicates), so the old
 			// UIDVALIDITY stays until every message is accounted for.
 			st.UIDValidity = fs.sel.UIDValidity
-			st.LastUID = max(uint32(fs.sel.UIDNext)-1, lastExpected(fs.expected))
+			st.LastUID = lastExpected(fs.expected)
+			if fs.sel.UIDNext > 0 {
+				st.LastUID = max(st.LastUID, uint32(fs.sel.UIDNext)-1)
+			}
 		}
 		if fs.condstore {
 			st.HighestModSeq = fs.sel.HighestModSeq
