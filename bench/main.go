@@ -73,6 +73,7 @@ type options struct {
 	results string
 	reps    int
 	slow    bool
+	getmail bool
 	latency time.Duration
 	only    string
 }
@@ -83,7 +84,8 @@ func benchMain() (code int) {
 	flag.StringVar(&o.work, "work", "bench/work", "scratch directory (corpus, archives, peer state)")
 	flag.StringVar(&o.results, "results", "bench/results.md", "where the results table is written")
 	flag.IntVar(&o.reps, "reps", 3, "runs of each program per scenario (median reported)")
-	flag.BoolVar(&o.slow, "slow-peers", true, "also measure OfflineIMAP and getmail6")
+	flag.BoolVar(&o.slow, "slow-peers", true, "also measure OfflineIMAP (about a minute per run)")
+	flag.BoolVar(&o.getmail, "getmail", false, "also measure getmail6 (its deliveries stall for minutes here; see the notes in the results)")
 	flag.DurationVar(&o.latency, "rtt", 20*time.Millisecond, "added round-trip time for the latency scenarios")
 	flag.StringVar(&o.only, "only", "", "comma-separated words: run only the groups whose title contains one (for development)")
 	flag.Parse()

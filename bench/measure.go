@@ -75,6 +75,12 @@ func (g *group) run(ctx context.Context, logf func(string, ...any)) error {
 				return err
 			}
 			r := v.runOnce(ctx, rep)
+			if v.Kind == kindMailark && r.Err != nil && strings.Contains(r.Output, "not available in this build") {
+				// A command the CLI declares but does not implement yet.
+				v.Unavailable = "not available yet: " + firstLine(r.Output)
+				logf("  %-44s %s", g.Title+" / "+v.Name, v.Unavailable)
+				continue
+			}
 			v.runs = append(v.runs, r)
 			status := "ok"
 			if r.Err != nil {

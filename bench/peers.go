@@ -104,9 +104,13 @@ func writeConfig(path, text string) error {
 
 // mbsyncFetchConfig pulls every folder of ep into the maildir tree dir
 // (INBOX at dir/INBOX, nested folders as nested directories, like
-// mailark's maildir layout). FSync is left at its default (yes).
-func mbsyncFetchConfig(ep endpoint, dir string) string {
-	return mbsyncAccount("far", ep) + fmt.Sprintf(`
+// mailark's maildir layout). fsync false turns off its default FSync.
+func mbsyncFetchConfig(ep endpoint, dir string, fsync bool) string {
+	global := ""
+	if !fsync {
+		global = "FSync no\n\n"
+	}
+	return global + mbsyncAccount("far", ep) + fmt.Sprintf(`
 MaildirStore near
 Path %[1]s/
 Inbox %[1]s/INBOX

@@ -128,7 +128,7 @@ type mboxSink struct {
 	root string
 	f    *os.File
 	w    *bufio.Writer
-	br   *bufio.Reader
+	buf  []byte
 }
 
 func (m *mboxSink) BeginFolder(name string) error {
@@ -147,7 +147,7 @@ func (m *mboxSink) BeginFolder(name string) error {
 	m.f = f
 	if m.w == nil {
 		m.w = bufio.NewWriterSize(f, 256<<10)
-		m.br = bufio.NewReaderSize(nil, 64<<10)
+		m.buf = make([]byte, 256<<10)
 	} else {
 		m.w.Reset(f)
 	}
@@ -162,28 +162,67 @@ func (m *mboxSink) Message(r io.Reader, n int64, prefix []byte) error {
 	fmt.Fprintf(m.w, "From MAILER-DAEMON %s\n", date.UTC().Format(time.ANSIC))
 	status, xstatus := mboxStatus(flags)
 	fmt.Fprintf(m.w, "Status: %s\nX-Status: %s\n", status, xstatus)
-	m.br.Reset(limitReader(r, n))
-	var last byte = '\n'
-	for {
-		line, err := m.br.ReadSlice('\n')
-		if len(line) > 0 {
-			if mboxNeedsEscape(line) {
-				m.w.WriteByte('>')
-			}
-			m.w.Write(line)
-			last = line[len(line)-1]
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-			return err
-		}
+	last, err := m.copyEscaped(limitReader(r, n))
+	if err != nil {
+		return err
 	}
 	if last != '\n' {
 		m.w.WriteByte('\n')
 	}
 	return m.w.WriteByte('\n')
+}
+
+// copyEscaped copies r to the mbox with mboxrd quoting (a '>' before every
+// line matching >*From ), a buffer at a time rather than a line at a time:
+// it searches each buffer for "From " and looks back for a line start.
+// Only the incomplete last line of a buffer is carried to the next read.
+func (m *mboxSink) copyEscaped(r io.Reader) (last byte, err error) {
+	buf := m.buf
+	carry, bol := 0, true
+	last = '\n'
+	for {
+		k, rerr := io.ReadAtLeast(r, buf[carry:], 1)
+		data := buf[:carry+k]
+		eof := rerr != nil
+		if eof && !errors.Is(rerr, io.EOF) && !errors.Is(rerr, io.ErrUnexpectedEOF) {
+			return last, rerr
+		}
+		end := bytes.LastIndexByte(data, '\n') + 1
+		if eof || (end == 0 && len(data) == len(buf)) {
+			end = len(data) // all of it: the end, or a line longer than buf
+		}
+		m.writeQuoted(data[:end], bol)
+		if end > 0 {
+			last = data[end-1]
+			bol = last == '\n'
+		}
+		carry = copy(buf, data[end:])
+		if eof {
+			return last, nil
+		}
+	}
+}
+
+func (m *mboxSink) writeQuoted(chunk []byte, bol bool) {
+	start := 0
+	for i := 0; ; {
+		j := bytes.Index(chunk[i:], []byte("From "))
+		if j < 0 {
+			break
+		}
+		pos := i + j
+		k := pos
+		for k > 0 && chunk[k-1] == '>' {
+			k--
+		}
+		if (k == 0 && bol) || (k > 0 && chunk[k-1] == '\n') {
+			m.w.Write(chunk[start:k])
+			m.w.WriteByte('>')
+			start = k
+		}
+		i = pos + 5
+	}
+	m.w.Write(chunk[start:])
 }
 
 // mboxNeedsEscape reports a line of the form >*From (mboxrd quoting).
