@@ -338,3 +338,12 @@ func orOK(s string) string {
 func mb(n int64) float64           { return float64(n) / 1e6 }
 func ms(d time.Duration) float64   { return float64(d) / float64(time.Millisecond) }
 func secs(d time.Duration) float64 { return d.Seconds() }
+
+// printServe tells where the seeded accounts are (-serve).
+func (b *bench) printServe() {
+	fmt.Printf("IMAP %s, POP3 %s (+%s RTT: IMAP %s, POP3 %s)\n", b.srv.IMAPAddr(), b.srv.POP3Addr(),
+		b.o.latency, b.proxyAddr(b.imapProxy), b.proxyAddr(b.pop3Proxy))
+	fmt.Printf("users %s (account), %s (POP3 inbox), %s (50 MB); password %q; doveadm -c %s\n",
+		accountUser, popUser, bigUser, testbed.Password, b.srv.Config)
+	fmt.Println("waiting for ^C")
+}

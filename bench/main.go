@@ -76,6 +76,7 @@ type options struct {
 	getmail bool
 	latency time.Duration
 	only    string
+	serve   bool
 }
 
 func benchMain() (code int) {
@@ -87,6 +88,7 @@ func benchMain() (code int) {
 	flag.BoolVar(&o.slow, "slow-peers", true, "also measure OfflineIMAP (about a minute per run)")
 	flag.BoolVar(&o.getmail, "getmail", false, "also measure getmail6 (its deliveries stall for minutes here; see the notes in the results)")
 	flag.DurationVar(&o.latency, "rtt", 20*time.Millisecond, "added round-trip time for the latency scenarios")
+	flag.BoolVar(&o.serve, "serve", false, "seed the accounts, print where they are, and wait for ^C (for profiling by hand)")
 	flag.StringVar(&o.only, "only", "", "comma-separated words: run only the groups whose title contains one (for development)")
 	flag.Parse()
 
@@ -124,6 +126,11 @@ func benchMain() (code int) {
 	if err != nil {
 		logf("bench: %v", err)
 		return 1
+	}
+	if o.serve {
+		b.printServe()
+		<-ctx.Done()
+		return 0
 	}
 	if err := b.runAll(ctx); err != nil {
 		logf("bench: %v", err)
