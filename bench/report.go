@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -75,7 +76,7 @@ func (b *bench) writeMachine(p func(string, ...any)) {
 	p("## Machine and setup")
 	p("")
 	p("- CPU: %d cores (%s); memory %s; kernel %s", runtime.NumCPU(), cpuModel(), memTotal(), kernel())
-	p("- Dovecot %s (the test bed's private instance, loopback); %s", b.dovecot, strings.TrimPrefix(runtime.Version(), "go"))
+	p("- Dovecot %s (the test bed's private instance, on loopback)", b.dovecot)
 	p("- Go: %s", commandLine("go", "version"))
 	var peers []string
 	for _, t := range peerTools {
@@ -87,7 +88,7 @@ func (b *bench) writeMachine(p func(string, ...any)) {
 	p("- POP3: the same INBOX (%d messages, %.0f MB) as a second user; memory check: one %.0f MB message", b.pop.Messages, mb(b.pop.Bytes), mb(b.big.Bytes))
 	p("- Added latency: a proxy in the bench delays each direction by %s; IMAP NOOP round trip measured direct %.2f ms, through the proxy %.2f ms; the proxy alone moves %.0f MB/s",
 		b.o.latency/2, ms(b.rttDirect), ms(b.rttProxy), b.proxyThroughput/1e6)
-	p("- Archives are written to %s (%s)", b.o.work, fsType(b.o.work))
+	p("- Archives are written to %s (%s)", b.relWork(), fsType(b.o.work))
 }
 
 func (b *bench) writeSummaryRow(p func(string, ...any), r row) {
@@ -221,9 +222,25 @@ func dash(s string) string {
 	return s
 }
 
+// shortName drops the scenario part of a variant name ("mbsync, nothing
+// new" → "mbsync") but keeps settings ("mbsync → maildir, FSync no").
 func shortName(name string) string {
-	name, _, _ = strings.Cut(name, ",")
+	if head, tail, ok := strings.Cut(name, ", "); ok && (strings.Contains(tail, "new") || strings.Contains(tail, "nothing")) {
+		return head
+	}
 	return name
+}
+
+// relWork is the work directory relative to the repository, as the
+// results file names it (no machine paths in a committed file).
+func (b *bench) relWork() string {
+	root, err := filepath.Abs(b.o.root)
+	if err == nil {
+		if rel, err := filepath.Rel(root, b.o.work); err == nil && !strings.HasPrefix(rel, "..") {
+			return rel
+		}
+	}
+	return filepath.Base(b.o.work)
 }
 
 func errText(err error) string {
