@@ -30,9 +30,11 @@ import (
 )
 
 // DefaultWindow is how many commands a pipelining session keeps
-// outstanding. A few dozen hide the round trip on any real link; more
-// only queue in the server's socket.
-const DefaultWindow = 32
+// outstanding. Commands are a dozen bytes, so the window costs nothing
+// on our side; it must cover a round trip's worth of messages: with 20 ms
+// of added RTT, 32 gave 1,100 msgs/s, 128 gave 3,300 and 512 4,400 (mbox,
+// Dovecot, 2,000 small messages).
+const DefaultWindow = 256
 
 // DefaultMaxMessageSize bounds one streamed message so that a server
 // that never ends a RETR cannot fill the disk. Real mail stays far below.
