@@ -20,6 +20,9 @@ targets=(
 	"./archive FuzzEscapeComponent" # folder name -> path component
 	"./archive FuzzFolderNames"     # folder names -> paths: inside the root, injective
 	"./internal/account FuzzParseURL"
+	"./internal/pop3conn FuzzReplyStream"           # POP3 server replies and message streams
+	"./internal/pop3conn FuzzDotStuffingRoundTrip"  # dot-stuffing: server writer vs client reader
+	"./internal/pop3server FuzzSession"            # the demo/test POP3 server's command parser
 	"./internal/cli/config FuzzParse"
 )
 

@@ -527,3 +527,29 @@ func TestHostileReplies(t *testing.T) {
 		})
 	}
 }
+
+func TestOAuthSASL(t *testing.T) {
+	for _, method := range []account.AuthMethod{account.AuthXOAUTH2, account.AuthOAUTHBEARER} {
+		t.Run(string(method), func(t *testing.T) {
+			_, store, a := testServer(t, nil)
+			store.Add("alice", []byte("Subject: o\r\n\r\nx\r\n"))
+			a.Auth = method
+			var trace lockedBuffer
+			a.Trace = &trace
+			c := dial(t, a)
+			if entries, err := c.UIDL(context.Background()); err != nil || len(entries) != 1 {
+				t.Fatalf("after AUTH %s: %v %v", method, entries, err)
+			}
+			c.Close()
+			if strings.Contains(trace.String(), testPassword) || !strings.Contains(trace.String(), "<redacted>") {
+				t.Fatalf("token not redacted:\n%s", trace.String())
+			}
+
+			a.Secret = secret("expired-token")
+			_, err := Dial(context.Background(), a)
+			if !errors.Is(err, mailerr.ErrAuth) {
+				t.Fatalf("refused token: %v", err)
+			}
+		})
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"crypto/md5"
 	"crypto/subtle"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -284,6 +285,8 @@ func (ss *session) authorization(verb, arg string) error {
 			return nil
 		}
 		return ss.login(ss.user)
+	case "AUTH":
+		return ss.auth(arg)
 	case "APOP":
 		user, digest, _ := strings.Cut(arg, " ")
 		want, ok := srv.Users[user]
@@ -297,6 +300,75 @@ func (ss *session) authorization(verb, arg string) error {
 		ss.reply("-ERR unknown command in AUTHORIZATION state")
 	}
 	return nil
+}
+
+// auth runs SASL (RFC 5034) PLAIN, XOAUTH2 or OAUTHBEARER; the token of
+// the OAuth mechanisms is checked against the user's password.
+func (ss *session) auth(arg string) error {
+	mech, ir, hasIR := strings.Cut(arg, " ")
+	mech = strings.ToUpper(mech)
+	if mech != "PLAIN" && mech != "XOAUTH2" && mech != "OAUTHBEARER" {
+		ss.reply("-ERR unsupported SASL mechanism")
+		return nil
+	}
+	if !hasIR {
+		ss.reply("+ ")
+		if err := ss.w.Flush(); err != nil {
+			return err
+		}
+		line, err := ss.readLine()
+		if err != nil {
+			return err
+		}
+		ir = line
+	}
+	raw, err := base64.StdEncoding.DecodeString(ir)
+	if err != nil {
+		ss.reply("-ERR bad base64")
+		return nil
+	}
+	user, secret := parseSASL(mech, string(raw))
+	want, ok := ss.srv.Users[user]
+	if user != "" && ok && subtle.ConstantTimeCompare([]byte(want), []byte(secret)) == 1 {
+		return ss.login(user)
+	}
+	if mech != "PLAIN" {
+		// RFC 7628: the error comes as a challenge the client answers
+		// with an empty line before the final -ERR.
+		ss.reply("+ %s", base64.StdEncoding.EncodeToString([]byte(`{"status":"invalid_token"}`)))
+		if err := ss.w.Flush(); err != nil {
+			return err
+		}
+		if _, err := ss.readLine(); err != nil {
+			return err
+		}
+	}
+	ss.reply("-ERR [AUTH] Authentication failed.")
+	return nil
+}
+
+// parseSASL returns the user and the password or token of a SASL
+// initial response.
+func parseSASL(mech, raw string) (user, secret string) {
+	switch mech {
+	case "PLAIN":
+		parts := strings.Split(raw, "\x00")
+		if len(parts) == 3 {
+			return parts[1], parts[2]
+		}
+	case "XOAUTH2", "OAUTHBEARER":
+		for _, f := range strings.Split(raw, "\x01") {
+			switch {
+			case strings.HasPrefix(f, "user="):
+				user = f[len("user="):]
+			case strings.HasPrefix(f, "n,a="):
+				user = strings.TrimSuffix(f[len("n,a="):], ",")
+			case strings.HasPrefix(f, "auth=Bearer "):
+				secret = f[len("auth=Bearer "):]
+			}
+		}
+	}
+	return user, secret
 }
 
 func (ss *session) login(user string) error {
@@ -321,7 +393,7 @@ func (ss *session) capa() error {
 		return nil
 	}
 	ss.reply("+OK capabilities follow")
-	caps := []string{"USER", "RESP-CODES", "AUTH-RESP-CODE"}
+	caps := []string{"USER", "RESP-CODES", "AUTH-RESP-CODE", "SASL PLAIN XOAUTH2 OAUTHBEARER"}
 	if !h.NoTOP {
 		caps = append(caps, "TOP")
 	}
