@@ -132,7 +132,11 @@ func (r *pop3Run) run(ctx context.Context) error {
 		return r.quit(ctx, false)
 	}
 	if err := r.fetch(ctx, fetch); err != nil {
-		return errors.Join(err, r.commit())
+		// Keep what arrived whole: the next run need not fetch it again.
+		if cerr := r.commit(); cerr != nil {
+			return fmt.Errorf("%w (keeping the messages fetched so far failed too: %v)", err, cerr)
+		}
+		return err
 	}
 	if err := r.saveState(); err != nil {
 		return err
@@ -317,7 +321,9 @@ func (r *pop3Run) deleteAndQuit(ctx context.Context) error {
 		return err // connection trouble: nothing will be deleted
 	}
 	if refused > 0 {
-		r.warn("%s refused to delete %d message(s): %v", r.acct.Addr(), refused, err)
+		var re *pop3conn.ReplyError
+		errors.As(err, &re)
+		r.warn("%s refused to delete %d message(s), e.g. %s: %s; they are archived and the next run tries again", r.acct.Addr(), refused, re.Command, re.Text)
 	}
 	if err := r.quit(ctx, true); err != nil {
 		return err

@@ -430,7 +430,7 @@ func TestPOP3QuitRefusedKeepsArchiveAndRetriesLater(t *testing.T) {
 	if !errors.Is(err, mailerr.ErrServer) || res.Deleted != 0 || res.NewMessages != 5 {
 		t.Fatalf("refused QUIT: err %v, %+v", err, res)
 	}
-	fx.srv.Hooks.QuitFails = false
+	fx.srv.SetHooks(pop3server.Hooks{})
 	res = mustPOP3(t, fx.acct, archive.Mbox, dir, Options{Delete: true})
 	if res.NewMessages != 0 || res.Deleted != 5 || len(fx.store.Messages("carol")) != 0 {
 		t.Fatalf("rerun: %+v", res)
@@ -475,5 +475,34 @@ func TestPOP3CancelledDeletesNothing(t *testing.T) {
 	}
 	if len(fx.store.Messages("carol")) != 30 {
 		t.Fatal("cancelled run deleted messages")
+	}
+}
+
+func TestPOP3StalledServerTimesOutThenRerunCompletes(t *testing.T) {
+	msgs := popMessages(19, 40)
+	var total int64
+	for _, m := range msgs {
+		total += int64(len(m))
+	}
+	fx := newPopFixture(t, pop3server.Hooks{StallAfter: total / 3})
+	fx.add(msgs...)
+	want := fx.serverSums()
+	fx.acct.Timeout = 300 * time.Millisecond
+	dir := t.TempDir()
+	start := time.Now()
+	res, err := runPOP3(t, fx.acct, archive.Mbox, dir, Options{Delete: true})
+	if !errors.Is(err, mailerr.ErrNetwork) || time.Since(start) > 5*time.Second {
+		t.Fatalf("stalled server: err %v after %v", err, time.Since(start))
+	}
+	if res.Deleted != 0 || len(fx.store.Messages("carol")) != 40 {
+		t.Fatal("a stalled run deleted messages")
+	}
+	fx.srv.SetHooks(pop3server.Hooks{})
+	res = mustPOP3(t, fx.acct, archive.Mbox, dir, Options{Delete: true})
+	if res.Deleted != 40 || len(fx.store.Messages("carol")) != 0 {
+		t.Fatalf("rerun: %+v", res)
+	}
+	if got := popArchiveSums(t, archive.Mbox, dir); !popSumsEqual(want, got) {
+		t.Fatalf("archive: %s", popSumsDiff(want, got))
 	}
 }

@@ -81,20 +81,21 @@ func (c *Conn) Top(ctx context.Context, nums []int, lines int, fn func(num int, 
 }
 
 // Dele marks messages for deletion; the server deletes them at a
-// successful Quit. Pipelined like Retr. Every DELE is sent even when one
-// is refused; the first refusal is returned.
+// successful Quit. Pipelined like Retr. Every DELE is sent even when some
+// are refused; the refusals come back joined (errors.Join), each with
+// its *ReplyError.
 func (c *Conn) Dele(ctx context.Context, nums ...int) error {
-	var first error
+	var refusals []error
 	err := c.pipeline(ctx, "DELE", nums, nil, false, func(num int, refused *ReplyError, _ *dotReader) error {
-		if refused != nil && first == nil {
-			first = c.refusedMessage(refused)
+		if refused != nil {
+			refusals = append(refusals, c.refusedMessage(refused))
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	return first
+	return errors.Join(refusals...)
 }
 
 func (c *Conn) multiLine(ctx context.Context, verb string, nums []int, extra []string, fn func(int, io.Reader) error) error {

@@ -34,7 +34,8 @@ type Server struct {
 	TLSConfig *tls.Config
 	// APOP puts a timestamp in the greeting and accepts APOP.
 	APOP bool
-	// Hooks make the server misbehave for tests.
+	// Hooks make the server misbehave for tests. Set before Start, or
+	// change with SetHooks while it runs.
 	Hooks Hooks
 	// Logger gets one line per session; nil discards.
 	Logger *slog.Logger
@@ -67,6 +68,19 @@ type Hooks struct {
 	// Session, when set, is called with the 1-based number of each new
 	// session; its return value replaces DropAfter for that session.
 	Session func(n int) (dropAfter int64)
+}
+
+// SetHooks changes the hooks for sessions that start from now on.
+func (s *Server) SetHooks(h Hooks) {
+	s.mu.Lock()
+	s.Hooks = h
+	s.mu.Unlock()
+}
+
+func (s *Server) hooks() Hooks {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Hooks
 }
 
 // Start listens on addr ("127.0.0.1:0") and serves in the background. It
@@ -151,11 +165,12 @@ func (s *Server) logger() *slog.Logger {
 
 // session is one client's conversation.
 type session struct {
-	srv  *Server
-	conn net.Conn
-	r    *bufio.Reader
-	w    *bufio.Writer
-	out  *hookWriter
+	srv   *Server
+	hooks Hooks // as they were when the session began
+	conn  net.Conn
+	r     *bufio.Reader
+	w     *bufio.Writer
+	out   *hookWriter
 
 	timestamp string // APOP challenge
 	user      string // after USER
@@ -169,11 +184,12 @@ type session struct {
 var errQuit = errors.New("quit")
 
 func (s *Server) serveConn(c net.Conn, n int) {
-	h := &hookWriter{conn: c, dropAfter: s.Hooks.DropAfter, stallAfter: s.Hooks.StallAfter, done: s.done}
-	if s.Hooks.Session != nil {
-		h.dropAfter = s.Hooks.Session(n)
+	hooks := s.hooks()
+	h := &hookWriter{conn: c, dropAfter: hooks.DropAfter, stallAfter: hooks.StallAfter, done: s.done}
+	if hooks.Session != nil {
+		h.dropAfter = hooks.Session(n)
 	}
-	ss := &session{srv: s, conn: c, r: bufio.NewReaderSize(c, 4096), out: h}
+	ss := &session{srv: s, hooks: hooks, conn: c, r: bufio.NewReaderSize(c, 4096), out: h}
 	ss.w = bufio.NewWriterSize(h, 32<<10)
 	defer func() {
 		if ss.drop != nil {
@@ -387,7 +403,7 @@ func (ss *session) login(user string) error {
 }
 
 func (ss *session) capa() error {
-	h := ss.srv.Hooks
+	h := ss.hooks
 	if h.NoCAPA {
 		ss.reply("-ERR unknown command")
 		return nil
@@ -415,7 +431,7 @@ func (ss *session) capa() error {
 
 // transaction handles the TRANSACTION state.
 func (ss *session) transaction(verb, arg string) error {
-	h := ss.srv.Hooks
+	h := ss.hooks
 	switch verb {
 	case "CAPA":
 		return ss.capa()
@@ -471,7 +487,7 @@ func (ss *session) transaction(verb, arg string) error {
 
 // update is the UPDATE state: deletions happen only here.
 func (ss *session) update() error {
-	if ss.srv.Hooks.QuitFails {
+	if ss.hooks.QuitFails {
 		ss.reply("-ERR [SYS/TEMP] could not expunge")
 		return errQuit
 	}
@@ -490,8 +506,8 @@ func (ss *session) update() error {
 }
 
 func (ss *session) listSize(m Info) int64 {
-	if ss.srv.Hooks.ListSize != nil {
-		return ss.srv.Hooks.ListSize(m)
+	if ss.hooks.ListSize != nil {
+		return ss.hooks.ListSize(m)
 	}
 	return m.Size
 }
