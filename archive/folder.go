@@ -38,8 +38,9 @@ type Folder struct {
 	state       SyncState
 	stateDirty  bool
 	staged      []record
-	stagedAdds  map[string]int // key -> position in staged, for SetFlags on uncommitted messages
-	stagedFlags []string       // keys of committed messages whose flags changed since Commit
+	stagedAdds  map[string]int  // key -> position in staged, for SetFlags on uncommitted messages
+	stagedFlags []string        // keys of committed messages whose flags changed since Commit
+	stagedUIDs  map[string]bool // keys of committed messages with a staged uid record
 	hashBuf     hash.Hash
 	headBuf     []byte
 	closed      bool
@@ -54,6 +55,7 @@ func (a *Archive) loadFolder(rec folderRecord) (*Folder, error) {
 		relPath:    rec.Path,
 		sideDir:    filepath.Join(a.side, "folders", rec.ID),
 		stagedAdds: map[string]int{},
+		stagedUIDs: map[string]bool{},
 	}
 	env := storeEnv{log: a.log.With("folder", rec.Name), folder: rec.Name, lostDir: filepath.Join(a.side, "lost+found")}
 	abs := filepath.Join(a.root, filepath.FromSlash(rec.Path))
@@ -97,37 +99,45 @@ func (a *Archive) loadFolder(rec folderRecord) (*Folder, error) {
 
 func (f *Folder) statePath() string { return filepath.Join(f.sideDir, "state.json") }
 
-func (f *Folder) loadState() error {
-	data, err := os.ReadFile(f.statePath())
+func (f *Folder) loadState() (err error) {
+	f.state, err = readState(f.statePath())
+	return err
+}
+
+// readState reads a folder's state.json; a missing file is the zero
+// state (a folder never synced).
+func readState(file string) (SyncState, error) {
+	var s SyncState
+	data, err := os.ReadFile(file)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return s, nil
 	}
 	if err != nil {
-		return err
+		return s, err
 	}
-	if err := json.Unmarshal(data, &f.state); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrCorrupt, f.statePath(), err)
+	if err := json.Unmarshal(data, &s); err != nil {
+		return SyncState{}, fmt.Errorf("%w: %s: %v", ErrCorrupt, file, err)
 	}
 	var ok1, ok2, ok3 bool
-	f.state.Source, ok1 = decodeLossless(f.state.Source)
-	f.state.ServerName, ok2 = decodeLossless(f.state.ServerName)
-	f.state.Delimiter, ok3 = decodeLossless(f.state.Delimiter)
+	s.Source, ok1 = decodeLossless(s.Source)
+	s.ServerName, ok2 = decodeLossless(s.ServerName)
+	s.Delimiter, ok3 = decodeLossless(s.Delimiter)
 	if !ok1 || !ok2 || !ok3 {
-		return fmt.Errorf("%w: %s: bad encoded string", ErrCorrupt, f.statePath())
+		return SyncState{}, fmt.Errorf("%w: %s: bad encoded string", ErrCorrupt, file)
 	}
-	if len(f.state.UIDLAliases) > 0 {
-		aliases := make(map[string]string, len(f.state.UIDLAliases))
-		for k, v := range f.state.UIDLAliases {
+	if len(s.UIDLAliases) > 0 {
+		aliases := make(map[string]string, len(s.UIDLAliases))
+		for k, v := range s.UIDLAliases {
 			dk, ok1 := decodeLossless(k)
 			dv, ok2 := decodeLossless(v)
 			if !ok1 || !ok2 {
-				return fmt.Errorf("%w: %s: bad encoded UIDL", ErrCorrupt, f.statePath())
+				return SyncState{}, fmt.Errorf("%w: %s: bad encoded UIDL", ErrCorrupt, file)
 			}
 			aliases[dk] = dv
 		}
-		f.state.UIDLAliases = aliases
+		s.UIDLAliases = aliases
 	}
-	return nil
+	return s, nil
 }
 
 // encodeState returns state.json's content.
@@ -262,6 +272,35 @@ func (f *Folder) SetFlags(key string, flags []string) error {
 	return nil
 }
 
+// SetUID records that the message's source now knows it by another UID
+// (0: by none). An IMAP server that changes a folder's UIDVALIDITY
+// renumbers its messages; once a rescan has matched them, this rebinds
+// the archived copies so that ByUID, and with it flag sync, finds them
+// again. Staged like SetFlags: ByUID sees the new UID after the next
+// Commit, which writes it to the index as a record of its own, so a crash
+// leaves either the old binding or the new one.
+func (f *Folder) SetUID(key string, uid uint32) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.writable(); err != nil {
+		return err
+	}
+	if pos, ok := f.stagedAdds[key]; ok {
+		f.staged[pos].UID = uid
+		return nil
+	}
+	i, ok := f.idx.lookup(f.idx.byKey, key)
+	if !ok {
+		return fmt.Errorf("%w: %s in folder %q", ErrNoMessage, key, f.name)
+	}
+	if f.idx.entries[i].uid == uid && !f.stagedUIDs[key] {
+		return nil // already bound: a redone rescan writes nothing
+	}
+	f.staged = append(f.staged, record{Op: opUID, Key: key, UID: uid})
+	f.stagedUIDs[key] = true
+	return nil
+}
+
 // Commit makes everything staged durable: first the message data, then the
 // index records that make those messages count, then the sync state. A
 // crash at any point leaves the previous commit intact; what follows it is
@@ -290,6 +329,7 @@ func (f *Folder) Commit() error {
 		}
 		f.staged = f.staged[:0]
 		clear(f.stagedAdds)
+		clear(f.stagedUIDs)
 		f.stagedFlags = f.stagedFlags[:0]
 		if err := f.st.afterCommit(f.idx); err != nil {
 			// The commit stands; only other programs' view of some

@@ -21,6 +21,7 @@ import (
 //
 //	{"op":"add","key":"…","size":…,"sha256":"…","mid":"…","flags":[…],"date":"…",…}
 //	{"op":"flags","key":"…","flags":[…]}
+//	{"op":"uid","key":"…","uid":…}          (the source renumbered it; no "uid": none)
 //
 // A line without its final newline is the torn tail of a Commit a crash
 // interrupted; it is dropped on load. Any other bad line means the file was
@@ -32,7 +33,7 @@ type record struct {
 	Size  int64    `json:"size,omitempty"`
 	SHA   string   `json:"sha256,omitempty"`
 	MID   string   `json:"mid,omitempty"`
-	Flags []string `json:"flags"`
+	Flags []string `json:"flags,omitzero"`  // nil only in uid records
 	Date  string   `json:"date,omitempty"`  // INTERNALDATE, RFC 3339 with the source's offset
 	UID   uint32   `json:"uid,omitempty"`   // IMAP source UID
 	UIDL  string   `json:"uidl,omitempty"`  // POP3 source UIDL
@@ -63,6 +64,7 @@ func (r *record) decodeStrings() bool {
 const (
 	opAdd   = "add"
 	opFlags = "flags"
+	opUID   = "uid"
 )
 
 // entry is the in-memory form of one indexed message, kept compact because
@@ -228,6 +230,13 @@ func (idx *index) apply(rec *record) error {
 		}
 		idx.entries[i].flags = idx.internFlags(rec.Flags)
 		return nil
+	case opUID:
+		i, ok := idx.byKey[rec.Key]
+		if !ok {
+			return fmt.Errorf("uid for unknown key %q", rec.Key)
+		}
+		idx.setUID(i, rec.UID)
+		return nil
 	}
 	return fmt.Errorf("unknown op %q", rec.Op)
 }
@@ -320,6 +329,19 @@ func (idx *index) add(e entry) error {
 	idx.count++
 	idx.bytes += e.size
 	return nil
+}
+
+// setUID gives entry i a new source UID. The old UID stops naming it,
+// unless a later entry holds that UID by now.
+func (idx *index) setUID(i int32, uid uint32) {
+	e := &idx.entries[i]
+	if old := e.uid; old != 0 && idx.byUID[old] == i {
+		delete(idx.byUID, old)
+	}
+	e.uid = uid
+	if uid != 0 {
+		idx.byUID[uid] = i
+	}
 }
 
 // chainPush makes i the head of key's chain and returns the old head.

@@ -166,10 +166,10 @@ func (p *recordParser) field(key []byte, rec *record) error {
 	return err
 }
 
-// op reads the record type; the two known ones cost no allocation.
+// op reads the record type; the known ones cost no allocation.
 func (p *recordParser) op() (string, error) {
 	p.ws()
-	for _, op := range []string{opAdd, opFlags} {
+	for _, op := range []string{opAdd, opFlags, opUID} {
 		if len(p.b)-p.i > len(op)+1 && p.b[p.i] == '"' && string(p.b[p.i+1:p.i+1+len(op)]) == op && p.b[p.i+1+len(op)] == '"' {
 			p.i += len(op) + 2
 			return op, nil

@@ -109,8 +109,10 @@ func newIMAPRun(ctx context.Context, a *account.Account, arc *archive.Archive, o
 // folderJob is one server folder selected for this run.
 type folderJob struct {
 	box    imapconn.Mailbox
-	name   string          // archive name
-	folder *archive.Folder // nil in a dry run when the archive lacks it
+	name   string // archive name
+	exists bool   // the archive has the folder (before this run, or created by it)
+	state  archive.SyncState
+	folder *archive.Folder // loaded (index and all) only when the folder is visited
 	status *imap.StatusData
 	weight int64 // expected bytes to fetch: bigger folders start first
 	visit  bool  // needs EXAMINE (new messages, flag changes, first sync)
@@ -292,19 +294,21 @@ func (r *imapRun) fillStatus(conn *imapconn.Conn, jobs []*folderJob) error {
 	return nil
 }
 
-// prepare loads the archive side of a folder and decides whether it needs
-// a visit.
+// prepare reads the archive side of a folder and decides whether it needs
+// a visit. It reads the sync state only: a folder's index is loaded when
+// the folder is visited, so a run with nothing new costs per folder, not
+// per message archived.
 func (r *imapRun) prepare(j *folderJob) error {
-	f, err := r.arc.Folder(j.name)
+	st, err := r.arc.FolderState(j.name)
 	switch {
 	case err == nil:
-		j.folder = f
+		j.exists, j.state = true, st
 	case errors.Is(err, archive.ErrNoFolder):
 		if !r.opt.DryRun {
-			if f, err = r.arc.CreateFolder(j.name, j.box.SpecialUse); err != nil {
+			if j.folder, err = r.arc.CreateFolder(j.name, j.box.SpecialUse); err != nil {
 				return err
 			}
-			j.folder = f
+			j.exists = true
 			r.mu.Lock()
 			r.res.NewFolders = append(r.res.NewFolders, j.name)
 			r.mu.Unlock()
@@ -312,16 +316,12 @@ func (r *imapRun) prepare(j *folderJob) error {
 	default:
 		return err
 	}
-	if j.folder != nil && j.box.SpecialUse != "" && j.folder.Info().SpecialUse != j.box.SpecialUse && !r.opt.DryRun {
-		if err := j.folder.SetSpecialUse(j.box.SpecialUse); err != nil {
+	if j.exists && j.box.SpecialUse != "" && !r.opt.DryRun {
+		if err := r.arc.SetSpecialUse(j.name, j.box.SpecialUse); err != nil {
 			return err
 		}
 	}
-	var st archive.SyncState
-	if j.folder != nil {
-		st = j.folder.State()
-	}
-	j.visit, j.weight = r.needsVisit(j, st)
+	j.visit, j.weight = r.needsVisit(j, j.state)
 	return nil
 }
 
@@ -401,47 +401,42 @@ func (r *imapRun) touchAll(jobs []*folderJob) {
 	wg.Wait()
 }
 
-// touch records a successful sync of a folder that needed no visit.
+// touch records a successful sync of a folder that needed no visit,
+// without loading its index (see archive.SetFolderState for why no
+// repair is needed).
 func (r *imapRun) touch(j *folderJob) {
-	st := j.folder.State()
+	st := j.state
 	st.LastSync = time.Now().UTC()
-	j.folder.SetState(st)
-	if err := j.folder.Commit(); err != nil {
+	if err := r.arc.SetFolderState(j.name, st); err != nil {
 		r.setFatal(err)
 	}
 }
 
 // markGone flags archive folders of this account that the server no
-// longer lists, and reports them.
+// longer lists, and reports them. It reads and writes sync states only.
 func (r *imapRun) markGone(listed map[string]bool) error {
-	infos, err := r.arc.Folders()
-	if err != nil {
-		return err
-	}
-	for _, fi := range infos {
-		if fi.NoSelect || listed[fi.Name] {
+	for _, name := range r.arc.FolderNames() {
+		if listed[name] {
 			continue
 		}
-		f, err := r.arc.Folder(fi.Name)
+		st, err := r.arc.FolderState(name)
 		if err != nil {
 			return err
 		}
-		st := f.State()
 		if st.Source != r.source {
 			continue // another account's folder, or a local one
 		}
 		r.mu.Lock()
-		r.res.GoneFolders = append(r.res.GoneFolders, fi.Name)
+		r.res.GoneFolders = append(r.res.GoneFolders, name)
 		r.mu.Unlock()
 		if st.Gone || r.opt.DryRun {
 			continue
 		}
 		st.Gone = true
-		f.SetState(st)
-		if err := f.Commit(); err != nil {
+		if err := r.arc.SetFolderState(name, st); err != nil {
 			return err
 		}
-		r.log.Info("folder no longer on the server; kept in the archive", "folder", fi.Name)
+		r.log.Info("folder no longer on the server; kept in the archive", "folder", name)
 	}
 	return nil
 }

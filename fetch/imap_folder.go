@@ -53,6 +53,15 @@ type uidSize struct {
 // it (or, in a dry run, records what that would take).
 func (r *imapRun) syncFolder(conn *imapconn.Conn, j *folderJob) error {
 	r.prog.Folder(j.name)
+	if j.folder == nil && j.exists {
+		// Loading the index (and repairing what a crashed run left) is
+		// the expensive part of a visit; folders that need none skip it.
+		f, err := r.arc.Folder(j.name)
+		if err != nil {
+			return err
+		}
+		j.folder = f
+	}
 	condstore := conn.Caps.Has(imap.CapCondStore)
 	sel, err := conn.Client.Select(j.box.Name, &imap.SelectOptions{ReadOnly: true, CondStore: condstore}).Wait()
 	if err != nil {
@@ -380,11 +389,37 @@ func (fs *folderSync) checkpoint(final bool) error {
 		}
 		st.LastSync = time.Now().UTC()
 	}
+	rescanDone := final && complete && fs.rescan
 	fs.st = st
 	fs.mu.Unlock()
 
+	if rescanDone {
+		if err := fs.unbindStale(); err != nil {
+			return err
+		}
+	}
 	fs.folder.SetState(st)
 	return fs.folder.Commit()
+}
+
+// unbindStale drops the UID of every archived message a completed rescan
+// did not find on the server (deleted there meanwhile). Such a UID is of
+// the old UIDVALIDITY and may name another message now: left in place, a
+// new message that gets it would be taken for archived and never fetched,
+// and its flags would be applied to the wrong copy. The records go into
+// the same Commit as the new UIDVALIDITY.
+func (fs *folderSync) unbindStale() error {
+	for _, e := range fs.folder.Entries() {
+		fs.mu.Lock()
+		matched := fs.claimed[e.Key]
+		fs.mu.Unlock()
+		if e.UID != 0 && !matched {
+			if err := fs.folder.SetUID(e.Key, 0); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func lastExpected(l []uidSize) uint32 {

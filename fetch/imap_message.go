@@ -151,8 +151,9 @@ func (fs *folderSync) finishSpooled(m *fetchedMsg) error {
 // matchArchived looks for an archived copy of a spooled message (same
 // SHA-256) not yet matched to another server message, so that a rescan
 // after a UIDVALIDITY change adds nothing twice, while two identical
-// messages on the server still need two in the archive. A match gets the
-// server's current flags.
+// messages on the server still need two in the archive. A match is bound
+// to the message's new UID (so flag sync finds it from now on) and gets
+// the server's current flags.
 func (fs *folderSync) matchArchived(m *fetchedMsg) (bool, error) {
 	for _, e := range fs.folder.BySHA256(m.spool.sum) {
 		fs.mu.Lock()
@@ -165,22 +166,39 @@ func (fs *folderSync) matchArchived(m *fetchedMsg) (bool, error) {
 			continue
 		}
 		if !fs.claim(m.uid) {
+			// The server sent this UID twice: the copy stays free for
+			// another server message with the same bytes.
+			fs.mu.Lock()
+			delete(fs.claimed, e.Key)
+			fs.mu.Unlock()
 			return true, nil
 		}
-		if m.haveFlags {
-			if want := flagStrings(m.flags); !sameFlags(e.Flags, want) {
-				if err := fs.folder.SetFlags(e.Key, want); err != nil {
-					fs.finish(m.uid, false)
-					return true, err
-				}
-				fs.r.addFlagUpdates(1)
-			}
+		if err := fs.rebind(e, m); err != nil {
+			fs.finish(m.uid, false)
+			return true, err
 		}
 		fs.finish(m.uid, true)
 		fs.r.prog.Message(m.spool.size)
 		return true, nil
 	}
 	return false, nil
+}
+
+// rebind gives a matched archived copy the server's current UID and flags.
+func (fs *folderSync) rebind(e archive.Meta, m *fetchedMsg) error {
+	if err := fs.folder.SetUID(e.Key, uint32(m.uid)); err != nil {
+		return err
+	}
+	if !m.haveFlags {
+		return nil
+	}
+	if want := flagStrings(m.flags); !sameFlags(e.Flags, want) {
+		if err := fs.folder.SetFlags(e.Key, want); err != nil {
+			return err
+		}
+		fs.r.addFlagUpdates(1)
+	}
+	return nil
 }
 
 func (fs *folderSync) counted(size int64) {
