@@ -165,6 +165,10 @@ type killProxy struct {
 	onTrip   func()
 	tripped  bool
 	conns    []net.Conn
+	// atQuit >= 0 trips this long after the client's QUIT has been
+	// forwarded: the server commits the deletions while the client is
+	// killed before it can learn so (or do anything after).
+	atQuit time.Duration
 }
 
 func newKillProxy(t *testing.T, target string) *killProxy {
@@ -173,7 +177,7 @@ func newKillProxy(t *testing.T, target string) *killProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &killProxy{ln: ln, target: target}
+	p := &killProxy{ln: ln, target: target, atQuit: -1}
 	t.Cleanup(func() { ln.Close(); p.cut() })
 	go p.serve()
 	return p
@@ -185,7 +189,15 @@ func (p *killProxy) addr() string { return p.ln.Addr().String() }
 func (p *killProxy) arm(s2c, c2s int64, onTrip func()) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.s2cLimit, p.c2sLimit, p.s2c, p.c2s, p.onTrip, p.tripped = s2c, c2s, 0, 0, onTrip, false
+	p.s2cLimit, p.c2sLimit, p.s2c, p.c2s, p.onTrip, p.tripped, p.atQuit = s2c, c2s, 0, 0, onTrip, false, -1
+}
+
+// armQuit trips d after the client's QUIT is forwarded.
+func (p *killProxy) armQuit(d time.Duration, onTrip func()) {
+	p.arm(0, 0, onTrip)
+	p.mu.Lock()
+	p.atQuit = d
+	p.mu.Unlock()
 }
 
 func (p *killProxy) serve() {
@@ -215,6 +227,14 @@ func (p *killProxy) pipe(from, to net.Conn, serverToClient bool) {
 			allowed := p.account(int64(n), serverToClient)
 			if allowed > 0 {
 				to.Write(buf[:allowed])
+			}
+			if !serverToClient && bytes.Contains(buf[:allowed], []byte("QUIT\r\n")) {
+				p.mu.Lock()
+				d := p.atQuit
+				p.mu.Unlock()
+				if d >= 0 {
+					time.AfterFunc(d, p.trip)
+				}
 			}
 			if allowed < int64(n) {
 				p.trip()
@@ -290,8 +310,20 @@ type killHarness struct {
 	lastRun   time.Duration
 }
 
+// popKillSeedEnv overrides the seed of the kill points, to explore
+// beyond the fixed ones; a failure prints the seed to replay it.
+const popKillSeedEnv = "MAILARK_KILL_SEED"
+
 func (h *killHarness) run(points int, seed uint64) {
 	t := h.t
+	if v := os.Getenv(popKillSeedEnv); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("%s=%q: %v", popKillSeedEnv, v, err)
+		}
+		seed += n
+	}
+	t.Logf("kill seed %d (replay: %s=<n> adds n to the built-in seed)", seed, popKillSeedEnv)
 	rng := rand.New(rand.NewPCG(seed, 4))
 	h.lastRun = 500 * time.Millisecond
 	for i := range points {
@@ -304,10 +336,14 @@ func (h *killHarness) run(points int, seed uint64) {
 		child := startPOP3Child(t, popChildConfig{URL: h.url, Archive: string(h.format) + ":" + h.dir, Delete: true}, h.password)
 		var where string
 		switch mode := rng.IntN(10); {
-		case mode < 5: // somewhere in the transfer
+		case mode < 4: // somewhere in the transfer
 			limit := 1 + rng.Int64N(bytesOnServer+4000)
 			h.proxy.arm(limit, 0, child.kill)
 			where = fmt.Sprintf("after %d bytes from the server", limit)
+		case mode < 6: // right after QUIT reached the server
+			d := time.Duration(rng.Int64N(int64(5 * time.Millisecond)))
+			h.proxy.armQuit(d, child.kill)
+			where = fmt.Sprintf("%v after QUIT", d)
 		case mode < 8: // somewhere in the commands, DELE and QUIT included
 			limit := 1 + rng.Int64N(int64(80+msgsOnServer*28))
 			h.proxy.arm(0, limit, child.kill)
