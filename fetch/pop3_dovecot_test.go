@@ -221,3 +221,26 @@ func countSums(m map[string]int) int {
 	}
 	return n
 }
+
+func TestPOP3DovecotAPOP(t *testing.T) {
+	// Dovecot offers APOP (a timestamp in its greeting) once the mechanism
+	// is enabled; the test bed's passwords are stored in plain, as APOP needs.
+	s := testbed.StartWith(t, testbed.Options{ExtraConfig: "auth_mechanisms = plain login apop\n"})
+	user := s.AddUser(t, "apopuser")
+	s.Import(t, user, testbed.GenMessages(49, 5, testbed.GenOptions{}))
+	a := dovecotAccount(t, s, "pop3", user) // plaintext on loopback: where APOP matters
+	a.Auth = account.AuthAPOP
+	trace := &popTrace{}
+	a.Trace = trace
+	res := mustPOP3(t, a, archive.Maildir, t.TempDir(), Options{})
+	if res.NewMessages != 5 {
+		t.Fatalf("fetched %d", res.NewMessages)
+	}
+	if trace.count("APOP "+user+" <redacted>") != 1 || trace.count("PASS") != 0 || strings.Contains(trace.String(), testbed.Password) {
+		t.Fatalf("APOP not used, or a secret in the trace:\n%s", trace.String())
+	}
+	a.Secret = popSecret("wrong")
+	if _, err := runPOP3(t, a, archive.Maildir, t.TempDir(), Options{}); !errors.Is(err, mailerr.ErrAuth) {
+		t.Fatalf("wrong APOP password: %v", err)
+	}
+}
