@@ -161,9 +161,12 @@ func (c *Conn) login(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if strings.ContainsAny(secret, "\r\n\x00") || strings.ContainsAny(a.User, "\r\n\x00 ") {
+	if strings.ContainsAny(secret, "\r\n\x00") || strings.ContainsAny(a.User, "\r\n\x00") {
 		// go-pop3 sends arguments verbatim: a line break would inject commands.
-		return mailerr.E(mailerr.ErrUsage, nil, "the user name or the %s contains a space or control character", a.Secret.Describe())
+		return mailerr.E(mailerr.ErrUsage, nil, "the user name or the %s contains a control character", a.Secret.Describe())
+	}
+	if a.Auth == account.AuthAPOP && strings.Contains(a.User, " ") {
+		return mailerr.E(mailerr.ErrUsage, nil, "APOP cannot send a user name with a space; remove ?auth=apop")
 	}
 	switch a.Auth {
 	case account.AuthAPOP:

@@ -553,3 +553,21 @@ func TestOAuthSASL(t *testing.T) {
 		})
 	}
 }
+
+func TestSecretWithLineBreakIsRefused(t *testing.T) {
+	_, store, a := testServer(t, nil)
+	store.Add("alice", []byte("Subject: keep\r\n\r\nx\r\n"))
+	a.Secret = secret(testPassword + "\r\nDELE 1\r\nQUIT")
+	var trace lockedBuffer
+	a.Trace = &trace
+	_, err := Dial(context.Background(), a)
+	if !errors.Is(err, mailerr.ErrUsage) {
+		t.Fatalf("err = %v, want a usage error", err)
+	}
+	if strings.Contains(trace.String(), "PASS") || strings.Contains(trace.String(), "DELE") {
+		t.Fatalf("sent something:\n%s", trace.String())
+	}
+	if len(store.Messages("alice")) != 1 {
+		t.Fatal("injected DELE ran")
+	}
+}
