@@ -230,6 +230,8 @@ type dotReader struct {
 // ErrTooBig is returned when a message exceeds Conn.MaxMessageSize.
 var ErrTooBig = errors.New("pop3: message larger than the size limit")
 
+// Read fills p with as many lines as are already buffered: a consumer
+// writing each Read to a file must not pay one write per line.
 func (d *dotReader) Read(p []byte) (int, error) {
 	for len(d.pending) == 0 {
 		if d.done {
@@ -240,8 +242,18 @@ func (d *dotReader) Read(p []byte) (int, error) {
 		}
 		d.err = d.nextLine()
 	}
-	n := copy(p, d.pending)
-	d.pending = d.pending[n:]
+	n := 0
+	for {
+		k := copy(p[n:], d.pending)
+		d.pending = d.pending[k:]
+		n += k
+		if n == len(p) || len(d.pending) > 0 || d.done || d.err != nil || d.br.Buffered() == 0 {
+			break
+		}
+		// The next line is (at least partly) in the buffer already; a
+		// line split at the buffer's end merely ends this Read early.
+		d.err = d.nextLine()
+	}
 	d.n += int64(n)
 	if d.max > 0 && d.n > d.max {
 		d.err = fmt.Errorf("%w (%d bytes)", ErrTooBig, d.max)
