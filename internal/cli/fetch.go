@@ -76,16 +76,7 @@ The password is read from MAILARK_PASSWORD, --password-file or
 
 // runFetch is `mailark fetch` without cobra, for tests.
 func (a *app) runFetch(ctx context.Context, o fetchOptions) error {
-	s, err := newSession(a.env, o.Output)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	j, err := o.job(s)
-	if err != nil {
-		return err
-	}
-	return a.runSingle(ctx, s, j)
+	return a.runSingle(ctx, o.Output, o.job)
 }
 
 func (o fetchOptions) job(s *session) (*job, error) {
@@ -99,8 +90,7 @@ func (o fetchOptions) job(s *session) (*job, error) {
 	if err != nil {
 		return nil, err
 	}
-	src, err := accountSpec{URL: o.Source, CAFile: o.Conn.CAFile, Plaintext: o.Conn.Plaintext, Timeout: o.Conn.Timeout,
-		Secret: o.Secret, flagPrefix: "--", envNames: []string{EnvPassword}}.build(s)
+	src, err := o.Conn.sourceAccount(s, o.Source, o.Secret)
 	if err != nil {
 		return nil, err
 	}

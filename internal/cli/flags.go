@@ -167,6 +167,28 @@ func (l *lockFlags) register(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&l.LockWait, "lock-wait", 0, "wait up to `DURATION` for another run to release the archive (0: fail at once)")
 }
 
+// sourceAccount builds the account a command reads mail from: its secret
+// comes from the --password-* flags, else MAILARK_PASSWORD.
+func (c connFlags) sourceAccount(s *session, url string, secret secretFlags) (*account.Account, error) {
+	return accountSpec{URL: url, CAFile: c.CAFile, Plaintext: c.Plaintext, Timeout: c.Timeout,
+		Secret: secret, flagPrefix: "--", envNames: []string{EnvPassword}}.build(s)
+}
+
+// targetAccount builds the IMAP account command `what` puts mail on: its
+// secret comes from the flags flagPrefix names, else MAILARK_TARGET_PASSWORD,
+// else MAILARK_PASSWORD.
+func (c connFlags) targetAccount(s *session, what, url, caFile string, secret secretFlags, flagPrefix string) (*account.Account, error) {
+	a, err := accountSpec{URL: url, CAFile: caFile, Plaintext: c.Plaintext, Timeout: c.Timeout,
+		Secret: secret, flagPrefix: flagPrefix, envNames: []string{EnvTargetPassword, EnvPassword}}.build(s)
+	if err != nil {
+		return nil, err
+	}
+	if err := requireIMAP(a, what); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
 // accountSpec is everything needed to turn a URL into an account.
 type accountSpec struct {
 	URL       string

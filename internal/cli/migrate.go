@@ -82,16 +82,7 @@ missing on the target; the target may hold more mail than the archive.`,
 
 // runMigrate is `mailark migrate` without cobra, for tests.
 func (a *app) runMigrate(ctx context.Context, o migrateOptions) error {
-	s, err := newSession(a.env, o.Output)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	j, err := o.job(s)
-	if err != nil {
-		return err
-	}
-	return a.runSingle(ctx, s, j)
+	return a.runSingle(ctx, o.Output, o.job)
 }
 
 func (o migrateOptions) job(s *session) (*job, error) {
@@ -112,20 +103,15 @@ func (o migrateOptions) job(s *session) (*job, error) {
 	if err != nil {
 		return nil, err
 	}
-	src, err := accountSpec{URL: o.Source, CAFile: o.Conn.CAFile, Plaintext: o.Conn.Plaintext, Timeout: o.Conn.Timeout,
-		Secret: o.Secret, flagPrefix: "--", envNames: []string{EnvPassword}}.build(s)
+	src, err := o.Conn.sourceAccount(s, o.Source, o.Secret)
 	if err != nil {
 		return nil, err
 	}
 	if err := o.POP3.check(src); err != nil {
 		return nil, err
 	}
-	target, err := accountSpec{URL: o.Target, CAFile: o.TargetCAFile, Plaintext: o.Conn.Plaintext, Timeout: o.Conn.Timeout,
-		Secret: o.TargetSecret, flagPrefix: "--target-", envNames: []string{EnvTargetPassword, EnvPassword}}.build(s)
+	target, err := o.Conn.targetAccount(s, "migrate", o.Target, o.TargetCAFile, o.TargetSecret, "--target-")
 	if err != nil {
-		return nil, err
-	}
-	if err := requireIMAP(target, "migrate"); err != nil {
 		return nil, err
 	}
 	var adds []string

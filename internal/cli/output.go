@@ -48,8 +48,18 @@ func summarize(results []*jobResult, d time.Duration, err error) runSummary {
 	return sum
 }
 
-// runSingle runs the one job of fetch, restore or migrate and reports it.
-func (a *app) runSingle(ctx context.Context, s *session, j *job) error {
+// runSingle opens the session, lets build turn the command's flags into
+// the one job of fetch, restore or migrate, runs it and reports it.
+func (a *app) runSingle(ctx context.Context, out outputFlags, build func(*session) (*job, error)) error {
+	s, err := newSession(a.env, out)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	j, err := build(s)
+	if err != nil {
+		return err
+	}
 	d := s.newDisplay()
 	r := a.runJob(ctx, s, d, j)
 	if d != nil {

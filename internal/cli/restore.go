@@ -73,16 +73,7 @@ target.`,
 
 // runRestore is `mailark restore` without cobra, for tests.
 func (a *app) runRestore(ctx context.Context, o restoreOptions) error {
-	s, err := newSession(a.env, o.Output)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	j, err := o.job(s)
-	if err != nil {
-		return err
-	}
-	return a.runSingle(ctx, s, j)
+	return a.runSingle(ctx, o.Output, o.job)
 }
 
 func (o restoreOptions) job(s *session) (*job, error) {
@@ -101,12 +92,8 @@ func (o restoreOptions) job(s *session) (*job, error) {
 	if !secret.isSet() && o.Secret.isSet() {
 		secret, prefix = o.Secret, "--"
 	}
-	target, err := accountSpec{URL: o.Target, CAFile: o.Conn.CAFile, Plaintext: o.Conn.Plaintext, Timeout: o.Conn.Timeout,
-		Secret: secret, flagPrefix: prefix, envNames: []string{EnvTargetPassword, EnvPassword}}.build(s)
+	target, err := o.Conn.targetAccount(s, "restore", o.Target, o.Conn.CAFile, secret, prefix)
 	if err != nil {
-		return nil, err
-	}
-	if err := requireIMAP(target, "restore"); err != nil {
 		return nil, err
 	}
 	j := &job{kind: config.KindRestore, archive: src, target: target.String(), dryRun: o.DryRun, retries: o.Conn.Retries}

@@ -68,8 +68,7 @@ func (a *app) runVerify(ctx context.Context, o verifyOptions) error {
 	if err != nil {
 		return err
 	}
-	acct, err := accountSpec{URL: o.URL, CAFile: o.Conn.CAFile, Plaintext: o.Conn.Plaintext, Timeout: o.Conn.Timeout,
-		Secret: o.Secret, flagPrefix: "--", envNames: []string{EnvPassword}}.build(s)
+	acct, err := o.Conn.sourceAccount(s, o.URL, o.Secret)
 	if err != nil {
 		return err
 	}
