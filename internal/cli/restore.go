@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -96,10 +97,17 @@ func (o restoreOptions) job(s *session) (*job, error) {
 	if err != nil {
 		return nil, err
 	}
-	j := &job{kind: config.KindRestore, archive: src, target: target.String(), dryRun: o.DryRun, retries: o.Conn.Retries}
-	j.restore = []RestoreRequest{{Target: target, Archive: src, LockWait: o.Lock.LockWait, FolderMap: fm,
-		Prefix: o.Map.Prefix, Connections: o.Conn.Connections, DryRun: o.DryRun}}
-	return j, nil
+	return restoreJob("", src, target, o.Conn, fm, o.Map.Prefix, o.Lock.LockWait, o.DryRun), nil
+}
+
+func restoreJob(name, from string, target *account.Account, conn connFlags, fm map[string]string, prefix string,
+	lockWait time.Duration, dryRun bool) *job {
+	return &job{
+		name: name, kind: config.KindRestore, archive: from, target: target.String(),
+		dryRun: dryRun, retries: conn.Retries,
+		restore: []RestoreRequest{{Target: target, Archive: from, LockWait: lockWait, FolderMap: fm,
+			Prefix: prefix, Connections: conn.Connections, DryRun: dryRun}},
+	}
 }
 
 // requireIMAP: mail can only be put back through IMAP.

@@ -345,10 +345,7 @@ func jobFromConfig(cj *config.Job, dir string, s *session, o runOptions) (*job, 
 		if err != nil {
 			return nil, err
 		}
-		j := &job{name: cj.Name, kind: config.KindRestore, archive: from, target: target.String(), dryRun: o.DryRun, retries: conn.Retries}
-		j.restore = []RestoreRequest{{Target: target, Archive: from, LockWait: o.LockWait, FolderMap: fm, Prefix: cj.Prefix,
-			Connections: conn.Connections, DryRun: o.DryRun}}
-		return j, nil
+		return restoreJob(cj.Name, from, target, conn, fm, cj.Prefix, o.LockWait, o.DryRun), nil
 	case config.KindMigrate:
 		spec, err := archiveSpec(resolveSpec(dir, cj.Archive))
 		if err != nil {
