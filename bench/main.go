@@ -77,6 +77,7 @@ type options struct {
 	latency time.Duration
 	only    string
 	serve   bool
+	keep    bool
 }
 
 func benchMain() (code int) {
@@ -88,6 +89,7 @@ func benchMain() (code int) {
 	flag.BoolVar(&o.slow, "slow-peers", true, "also measure OfflineIMAP (about a minute per run)")
 	flag.BoolVar(&o.getmail, "getmail", false, "also measure getmail6 (its deliveries stall for minutes here; see the notes in the results)")
 	flag.DurationVar(&o.latency, "rtt", 20*time.Millisecond, "added round-trip time for the latency scenarios")
+	flag.BoolVar(&o.keep, "keep", false, "keep the archives and peers' output in WORK/out after the run (several GB)")
 	flag.BoolVar(&o.serve, "serve", false, "seed the accounts, print where they are, and wait for ^C (for profiling by hand)")
 	flag.StringVar(&o.only, "only", "", "comma-separated words: run only the groups whose title contains one (for development)")
 	flag.Parse()
@@ -108,6 +110,10 @@ func benchMain() (code int) {
 	if err := os.MkdirAll(o.work, 0o755); err != nil {
 		logf("bench: %v", err)
 		return 1
+	}
+	if !o.keep {
+		// Only the generated corpus is worth keeping between runs.
+		defer os.RemoveAll(filepath.Join(o.work, "out"))
 	}
 	tb := newBenchTB(ctx, o.work, logf)
 	defer tb.runCleanups()
