@@ -17,6 +17,7 @@ import (
 	"github.com/mailark/mailark/internal/account"
 	"github.com/mailark/mailark/internal/mailerr"
 	"github.com/mailark/mailark/internal/pop3server"
+	"github.com/mailark/mailark/internal/testcert"
 )
 
 func TestPOP3FetchIncrementalBothFormats(t *testing.T) {
@@ -324,10 +325,11 @@ func TestPOP3DryRunWritesNothing(t *testing.T) {
 }
 
 func TestPOP3FailuresChangeNothing(t *testing.T) {
-	conf, _, err := pop3server.SelfSignedTLS("127.0.0.1")
+	ca, err := testcert.New("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
+	conf := ca.ServerConfig()
 	closedPort := func() string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

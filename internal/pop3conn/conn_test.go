@@ -18,6 +18,7 @@ import (
 	"github.com/mailark/mailark/internal/account"
 	"github.com/mailark/mailark/internal/mailerr"
 	"github.com/mailark/mailark/internal/pop3server"
+	"github.com/mailark/mailark/internal/testcert"
 )
 
 const testPassword = "s3cr3t-Pa55"
@@ -289,10 +290,11 @@ func TestAPOPNotOfferedIsNotDowngraded(t *testing.T) {
 
 func tlsServer(t *testing.T, implicit bool) (*pop3server.MemStore, string, []byte) {
 	t.Helper()
-	conf, caPEM, err := pop3server.SelfSignedTLS("127.0.0.1", "localhost")
+	ca, err := testcert.New("127.0.0.1", "localhost")
 	if err != nil {
 		t.Fatal(err)
 	}
+	conf := ca.ServerConfig()
 	store := pop3server.NewMemStore()
 	store.Add("alice", []byte("Subject: tls\r\n\r\nsecret body\r\n"))
 	srv := &pop3server.Server{Store: store, Users: map[string]string{"alice": testPassword}}
@@ -307,7 +309,7 @@ func tlsServer(t *testing.T, implicit bool) (*pop3server.MemStore, string, []byt
 	}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	return store, ln.Addr().String(), caPEM
+	return store, ln.Addr().String(), ca.CAPEM
 }
 
 func TestTLS(t *testing.T) {
