@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 
+	"github.com/mailark/mailark/archive"
 	"github.com/mailark/mailark/internal/account"
 	"github.com/mailark/mailark/internal/imapconn/imaptest"
 	"github.com/mailark/mailark/internal/mailerr"
@@ -90,7 +91,7 @@ func TestDialPlainLoginAndList(t *testing.T) {
 		}
 	}
 	// The in-memory server has no SPECIAL-USE: names are recognised.
-	if got["Sent"].SpecialUse != SpecialSent || got["Entwürfe"].SpecialUse != SpecialDrafts {
+	if got["Sent"].SpecialUse != archive.SpecialSent || got["Entwürfe"].SpecialUse != archive.SpecialDrafts {
 		t.Errorf("special use by name: Sent=%q Entwürfe=%q", got["Sent"].SpecialUse, got["Entwürfe"].SpecialUse)
 	}
 	if got["INBOX"].SpecialUse != "" || got["Work/2024"].SpecialUse != "" {

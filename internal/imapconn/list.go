@@ -5,42 +5,38 @@ import (
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
+
+	"github.com/mailark/mailark/archive"
 )
 
-// Special-use attributes (RFC 6154) as mailark records them. They are the
-// same strings as the archive package's Special* constants.
-const (
-	SpecialSent    = `\Sent`
-	SpecialDrafts  = `\Drafts`
-	SpecialTrash   = `\Trash`
-	SpecialJunk    = `\Junk`
-	SpecialArchive = `\Archive`
-	SpecialAll     = `\All`
-	SpecialFlagged = `\Flagged`
-)
+// SpecialAll is archive.SpecialAll under the name the IMAP fetcher uses.
+// Every special-use attribute mailark knows is an archive.Special*
+// constant: the archive records what this package recognises.
+const SpecialAll = archive.SpecialAll
 
 // specialUses are the attributes recognised, in the order names are
 // tried.
-var specialUses = []string{SpecialSent, SpecialDrafts, SpecialTrash, SpecialJunk, SpecialArchive, SpecialAll, SpecialFlagged}
+var specialUses = []string{archive.SpecialSent, archive.SpecialDrafts, archive.SpecialTrash, archive.SpecialJunk,
+	archive.SpecialArchive, archive.SpecialAll, archive.SpecialFlagged}
 
 // wellKnownNames are folder names that mean a special use on servers
 // without SPECIAL-USE (or where the attribute is not configured), in order
 // of preference. Compared case-insensitively, after the personal
 // namespace prefix is removed.
 var wellKnownNames = map[string][]string{
-	SpecialSent: {"Sent", "Sent Items", "Sent Messages", "Sent Mail", "[Gmail]/Sent Mail", "[Google Mail]/Sent Mail",
+	archive.SpecialSent: {"Sent", "Sent Items", "Sent Messages", "Sent Mail", "[Gmail]/Sent Mail", "[Google Mail]/Sent Mail",
 		"Gesendet", "Gesendete Elemente", "Gesendete Objekte", "Envoyés", "Éléments envoyés", "Enviados",
 		"Elementos enviados", "Posta inviata", "Verzonden", "Verzonden items", "Skickat", "Sendt"},
-	SpecialDrafts: {"Drafts", "[Gmail]/Drafts", "[Google Mail]/Drafts", "Entwürfe", "Brouillons", "Borradores",
+	archive.SpecialDrafts: {"Drafts", "[Gmail]/Drafts", "[Google Mail]/Drafts", "Entwürfe", "Brouillons", "Borradores",
 		"Bozze", "Concepten", "Utkast", "Kladder"},
-	SpecialTrash: {"Trash", "Deleted Items", "Deleted Messages", "[Gmail]/Trash", "[Gmail]/Bin", "[Google Mail]/Trash",
+	archive.SpecialTrash: {"Trash", "Deleted Items", "Deleted Messages", "[Gmail]/Trash", "[Gmail]/Bin", "[Google Mail]/Trash",
 		"[Google Mail]/Bin", "Bin", "Papierkorb", "Gelöschte Elemente", "Gelöschte Objekte", "Corbeille",
 		"Éléments supprimés", "Papelera", "Elementos eliminados", "Cestino", "Prullenbak", "Papperskorgen"},
-	SpecialJunk: {"Junk", "Spam", "Junk E-mail", "Junk Email", "Junk Mail", "[Gmail]/Spam", "[Google Mail]/Spam",
+	archive.SpecialJunk: {"Junk", "Spam", "Junk E-mail", "Junk Email", "Junk Mail", "[Gmail]/Spam", "[Google Mail]/Spam",
 		"Bulk Mail", "Spamverdacht", "Junk-E-Mail", "Courrier indésirable", "Correo no deseado"},
-	SpecialArchive: {"Archive", "Archives", "Archiv", "Archivo", "Archivio", "Archief"},
-	SpecialAll:     {"[Gmail]/All Mail", "[Google Mail]/All Mail", "All Mail"},
-	SpecialFlagged: {"[Gmail]/Starred", "[Google Mail]/Starred"},
+	archive.SpecialArchive: {"Archive", "Archives", "Archiv", "Archivo", "Archivio", "Archief"},
+	archive.SpecialAll:     {"[Gmail]/All Mail", "[Google Mail]/All Mail", "All Mail"},
+	archive.SpecialFlagged: {"[Gmail]/Starred", "[Google Mail]/Starred"},
 }
 
 // Mailbox is one folder as the server lists it.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/mailark/mailark/archive"
 	"github.com/mailark/mailark/internal/account"
 	"github.com/mailark/mailark/internal/imapconn/imaptest"
 )
@@ -49,14 +50,14 @@ func TestWellKnownNames(t *testing.T) {
 		{Name: "INBOX.Sent", Delim: '.'}, // "Sent" is preferred over "Sent Items"
 		{Name: "INBOX.Deleted Items", Delim: '.'},
 		{Name: "INBOX.Junk", Delim: '.', SpecialUse: ""},
-		{Name: "INBOX.Spam", Delim: '.', SpecialUse: SpecialJunk}, // attribute wins over a name
-		{Name: "INBOX.Archive", Delim: '.', NoSelect: true},       // a \Noselect folder never gets one
+		{Name: "INBOX.Spam", Delim: '.', SpecialUse: archive.SpecialJunk}, // attribute wins over a name
+		{Name: "INBOX.Archive", Delim: '.', NoSelect: true},               // a \Noselect folder never gets one
 		{Name: "INBOX.[Gmail].All Mail", Delim: '.'},
 	}
 	assignWellKnown(boxes, "INBOX.")
 	want := map[string]string{
-		"INBOX": "", "INBOX.Sent Items": "", "INBOX.Sent": SpecialSent, "INBOX.Deleted Items": SpecialTrash,
-		"INBOX.Junk": "", "INBOX.Spam": SpecialJunk, "INBOX.Archive": "", "INBOX.[Gmail].All Mail": SpecialAll,
+		"INBOX": "", "INBOX.Sent Items": "", "INBOX.Sent": archive.SpecialSent, "INBOX.Deleted Items": archive.SpecialTrash,
+		"INBOX.Junk": "", "INBOX.Spam": archive.SpecialJunk, "INBOX.Archive": "", "INBOX.[Gmail].All Mail": archive.SpecialAll,
 	}
 	for _, m := range boxes {
 		if m.SpecialUse != want[m.Name] {
