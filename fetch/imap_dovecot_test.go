@@ -20,7 +20,7 @@ import (
 
 	"github.com/mailark/mailark/archive"
 	"github.com/mailark/mailark/internal/account"
-	"github.com/mailark/mailark/internal/imapconn/imaptest"
+	"github.com/mailark/mailark/internal/faults"
 	"github.com/mailark/mailark/internal/mailerr"
 	"github.com/mailark/mailark/internal/testbed"
 )
@@ -356,28 +356,21 @@ func TestIMAPDovecotNetworkFaults(t *testing.T) {
 	want := imapServerSnapshot(t, s, user)
 	for _, format := range imapFormats {
 		t.Run(string(format), func(t *testing.T) {
-			proxy := imaptest.StartProxy(t, fmt.Sprintf("%s:%d", s.Host, s.IMAPSPort), func(n int) imaptest.Fault {
-				switch n {
-				case 1:
-					return imaptest.Fault{CutAfter: 2 << 20} // reset mid-transfer
-				case 2:
-					return imaptest.Fault{StallAfter: 1 << 20} // silent beyond the timeout
-				case 3:
-					// Slow but alive: 512 bytes every 20 ms for 4 s, longer
-					// than the timeout, never silent for as long.
-					return imaptest.Fault{Trickle: 20 * time.Millisecond, TrickleFor: 100 << 10}
-				}
-				return imaptest.Fault{}
-			})
+			proxy := faultProxy(t, fmt.Sprintf("%s:%d", s.Host, s.IMAPSPort),
+				faults.Fault{Kind: faults.Reset, After: 2 << 20}, // reset mid-transfer
+				faults.Fault{Kind: faults.Stall, After: 1 << 20}, // silent beyond the timeout
+				// Slow but alive: 512 bytes every 20 ms for 4 s, longer
+				// than the timeout, never silent for as long.
+				faults.Fault{Kind: faults.Trickle, Chunk: 512, Interval: 20 * time.Millisecond, For: 100 << 10})
 			a, _ := imapDovecotAccount(s, user)
-			a.Port, a.Timeout = proxy.Port, time.Second
+			a.Port, a.Timeout = proxy.Port(), time.Second
 			dir := tempArchive(t)
 			res := mustIMAPFetch(t, a, format, dir, Options{Connections: 1, Retries: 3})
 			if res.NewMessages != len(seed) {
 				t.Errorf("fetched %d, want %d", res.NewMessages, len(seed))
 			}
-			if proxy.Connections() < 3 {
-				t.Errorf("only %d connections: the faults did not happen", proxy.Connections())
+			if proxy.Conns() < 3 {
+				t.Errorf("only %d connections: the faults did not happen", proxy.Conns())
 			}
 			if d := diffSnapshots(want, archiveSnapshot(t, format, dir)); d != "" {
 				t.Fatal(d)
@@ -393,11 +386,15 @@ func TestIMAPDovecotConnectionKeepsDropping(t *testing.T) {
 	user := s.AddUser(t, "frank")
 	seed := testbed.GenMessages(12, 200, testbed.GenOptions{Folders: []string{"INBOX"}, AttachmentRate: 0.5})
 	s.Import(t, user, seed)
-	proxy := imaptest.StartProxy(t, fmt.Sprintf("%s:%d", s.Host, s.IMAPSPort), func(n int) imaptest.Fault {
-		return imaptest.Fault{CutAfter: int64(n) * (1 << 20)}
-	})
+	// Connection n is reset after n MiB; a run with one retry opens far
+	// fewer connections than planned here.
+	var cuts []faults.Fault
+	for n := int64(1); n <= 32; n++ {
+		cuts = append(cuts, faults.Fault{Kind: faults.Reset, After: n << 20})
+	}
+	proxy := faultProxy(t, fmt.Sprintf("%s:%d", s.Host, s.IMAPSPort), cuts...)
 	a, _ := imapDovecotAccount(s, user)
-	a.Port = proxy.Port
+	a.Port = proxy.Port()
 	dir := tempArchive(t)
 	res, err := runIMAPFetch(t, a, archive.Maildir, dir, Options{Retries: 1})
 	if !errors.Is(err, mailerr.ErrNetwork) && !errors.Is(err, mailerr.ErrPartial) {
@@ -411,4 +408,17 @@ func TestIMAPDovecotConnectionKeepsDropping(t *testing.T) {
 	if d := diffSnapshots(imapServerSnapshot(t, s, user), archiveSnapshot(t, archive.Maildir, dir)); d != "" {
 		t.Fatal(d)
 	}
+}
+
+// faultProxy puts a fault-injecting proxy in front of target until the
+// test ends; its first connections suffer plan's faults, one each.
+func faultProxy(t *testing.T, target string, plan ...faults.Fault) *faults.Proxy {
+	t.Helper()
+	p, err := faults.Listen(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Plan(plan...)
+	t.Cleanup(func() { p.Close() })
+	return p
 }

@@ -155,6 +155,28 @@ func TestProxyTrickleIsSlowButComplete(t *testing.T) {
 	}
 }
 
+func TestProxyTrickleForThenFullSpeed(t *testing.T) {
+	payload := bytes.Repeat([]byte("y"), 100+50+100_000)
+	p := proxyFor(t, source(t, payload), Fault{Kind: Trickle, After: 100, Chunk: 10, Interval: 100 * time.Millisecond, For: 50})
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte("!"))
+	start := time.Now()
+	got := make([]byte, len(payload))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+	// 50 bytes in 10-byte chunks take ≥ 4 pauses; trickling all 100,050
+	// bytes would take ~1,000 s.
+	if took := time.Since(start); took < 400*time.Millisecond || took > 10*time.Second || !bytes.Equal(got, payload) {
+		t.Fatalf("took %v (want 0.4 s to 10 s), equal %v", took, bytes.Equal(got, payload))
+	}
+}
+
 func TestProxyUpstreamFault(t *testing.T) {
 	received := make(chan int, 1)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

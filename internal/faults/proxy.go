@@ -86,6 +86,10 @@ type Fault struct {
 	// Chunk and Interval shape a Trickle (defaults 16 bytes / 50 ms).
 	Chunk    int
 	Interval time.Duration
+	// For bounds a Trickle: after this many bytes trickled the link is
+	// fast again, so a slow stretch need not slow a whole run (0: trickle
+	// to the end).
+	For int64
 }
 
 func (f Fault) String() string {
@@ -294,9 +298,10 @@ type pump struct {
 	fault    *Fault
 	onFire   func()
 
-	armed   bool   // Match seen (or not needed)
-	tail    []byte // last bytes, to find Match across reads
-	counted int64  // bytes forwarded since armed
+	armed    bool   // Match seen (or not needed)
+	tail     []byte // last bytes, to find Match across reads
+	counted  int64  // bytes forwarded since armed
+	trickled int64  // bytes forwarded by a Trickle
 }
 
 func (pm *pump) run(l *link) {
@@ -410,10 +415,17 @@ func (pm *pump) trickle(l *link, b []byte) bool {
 		every = 50 * time.Millisecond
 	}
 	for len(b) > 0 {
+		if pm.fault.For > 0 && pm.trickled >= pm.fault.For {
+			return pm.write(b)
+		}
 		n := min(chunk, len(b))
+		if pm.fault.For > 0 {
+			n = int(min(int64(n), pm.fault.For-pm.trickled))
+		}
 		if !pm.write(b[:n]) {
 			return false
 		}
+		pm.trickled += int64(n)
 		b = b[n:]
 		select {
 		case <-time.After(every):
