@@ -23,6 +23,7 @@ import (
 	"github.com/mailark/mailark/internal/faults"
 	"github.com/mailark/mailark/internal/mailerr"
 	"github.com/mailark/mailark/internal/testbed"
+	"github.com/mailark/mailark/internal/testkit"
 )
 
 // The folders of the integration account: the special-use ones, a
@@ -33,7 +34,7 @@ func imapDovecotAccount(s *testbed.Server, user string) (*account.Account, *imap
 	tr := &imapTrace{}
 	return &account.Account{
 		Protocol: account.IMAP, User: user, Host: s.Host, Port: s.IMAPSPort,
-		Security: account.ImplicitTLS, Auth: account.AuthPassword, Secret: imapSecret(testbed.Password),
+		Security: account.ImplicitTLS, Auth: account.AuthPassword, Secret: testkit.Secret(testbed.Password),
 		CAFile: s.CAFile, Timeout: 30 * time.Second, Trace: tr,
 	}, tr
 }
@@ -291,7 +292,7 @@ func TestIMAPDovecotFailuresLeaveArchiveUnchanged(t *testing.T) {
 			kind    error
 			message string
 		}{
-			{"wrong password", func(a *account.Account) { a.Secret = imapSecret("wrong") }, mailerr.ErrAuth, "login as dave at 127.0.0.1 refused"},
+			{"wrong password", func(a *account.Account) { a.Secret = testkit.Secret("wrong") }, mailerr.ErrAuth, "login as dave at 127.0.0.1 refused"},
 			{"wrong port", func(a *account.Account) { a.Port = closed }, mailerr.ErrNetwork, "connection refused; check host and port"},
 			{"untrusted certificate", func(a *account.Account) { a.CAFile = "" }, mailerr.ErrTLS, "not trusted"},
 			{"plaintext to the TLS port", func(a *account.Account) { a.Security = account.Plain; a.Timeout = time.Second }, mailerr.ErrNetwork, "use imaps://"},

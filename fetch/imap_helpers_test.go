@@ -11,7 +11,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,36 +19,11 @@ import (
 	"github.com/mailark/mailark/archive"
 	"github.com/mailark/mailark/internal/account"
 	"github.com/mailark/mailark/internal/imapconn/imaptest"
+	"github.com/mailark/mailark/internal/testkit"
 )
 
-type imapSecret string
-
-func (s imapSecret) Secret(context.Context) (string, error) { return string(s), nil }
-func (s imapSecret) Describe() string                       { return "test password" }
-
 // imapTrace collects a protocol trace (safe for concurrent writes).
-type imapTrace struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (t *imapTrace) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.b.Write(p)
-}
-
-func (t *imapTrace) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.b.String()
-}
-
-func (t *imapTrace) Reset() {
-	t.mu.Lock()
-	t.b.Reset()
-	t.mu.Unlock()
-}
+type imapTrace struct{ testkit.Buffer }
 
 // bodyFetches counts FETCH commands that asked for message bodies.
 func (t *imapTrace) bodyFetches() int {
@@ -84,7 +58,7 @@ func imapAccount(host string, port int) (*account.Account, *imapTrace) {
 	tr := &imapTrace{}
 	return &account.Account{
 		Protocol: account.IMAP, User: imaptest.User, Host: host, Port: port,
-		Security: account.Plain, Auth: account.AuthPassword, Secret: imapSecret(imaptest.Password),
+		Security: account.Plain, Auth: account.AuthPassword, Secret: testkit.Secret(imaptest.Password),
 		Timeout: 10 * time.Second, Trace: tr,
 	}, tr
 }

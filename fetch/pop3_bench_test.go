@@ -10,6 +10,7 @@ import (
 	"github.com/mailark/mailark/archive"
 	"github.com/mailark/mailark/internal/account"
 	"github.com/mailark/mailark/internal/testbed"
+	"github.com/mailark/mailark/internal/testkit"
 )
 
 // latencyProxy forwards TCP connections to target, delaying every chunk
@@ -101,7 +102,7 @@ func BenchmarkPOP3DovecotFetch(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					a.Secret = popSecret(testbed.Password)
+					a.Secret = testkit.Secret(testbed.Password)
 					var elapsed time.Duration
 					for b.Loop() {
 						dir := b.TempDir()

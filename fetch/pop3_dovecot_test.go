@@ -13,6 +13,7 @@ import (
 	"github.com/mailark/mailark/internal/account"
 	"github.com/mailark/mailark/internal/mailerr"
 	"github.com/mailark/mailark/internal/testbed"
+	"github.com/mailark/mailark/internal/testkit"
 )
 
 // Tests against the real Dovecot pop3d of the test bed.
@@ -35,7 +36,7 @@ func dovecotAccount(t *testing.T, s *testbed.Server, scheme, user string) *accou
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.Secret = popSecret(testbed.Password)
+	a.Secret = testkit.Secret(testbed.Password)
 	a.CAFile = s.CAFile
 	a.Timeout = 30 * time.Second
 	return a
@@ -185,7 +186,7 @@ func TestPOP3DovecotFailures(t *testing.T) {
 		code int
 		says string
 	}{
-		{"wrong password", func(a *account.Account) { a.Secret = popSecret("wrong") }, mailerr.ErrAuth, mailerr.ExitAuth, "check the user name and the password"},
+		{"wrong password", func(a *account.Account) { a.Secret = testkit.Secret("wrong") }, mailerr.ErrAuth, mailerr.ExitAuth, "check the user name and the password"},
 		{"untrusted certificate", func(a *account.Account) { a.CAFile = "" }, mailerr.ErrTLS, mailerr.ExitTLS, "not trusted"},
 		{"untrusted certificate with STLS", func(a *account.Account) {
 			a.CAFile, a.Security, a.Port = "", account.StartTLS, s.POP3Port
@@ -239,7 +240,7 @@ func TestPOP3DovecotAPOP(t *testing.T) {
 	if trace.count("APOP "+user+" <redacted>") != 1 || trace.count("PASS") != 0 || strings.Contains(trace.String(), testbed.Password) {
 		t.Fatalf("APOP not used, or a secret in the trace:\n%s", trace.String())
 	}
-	a.Secret = popSecret("wrong")
+	a.Secret = testkit.Secret("wrong")
 	if _, err := runPOP3(t, a, archive.Maildir, t.TempDir(), Options{}); !errors.Is(err, mailerr.ErrAuth) {
 		t.Fatalf("wrong APOP password: %v", err)
 	}

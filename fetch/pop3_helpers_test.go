@@ -1,7 +1,6 @@
 package fetch
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,21 +12,16 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mailark/mailark/archive"
 	"github.com/mailark/mailark/internal/account"
 	"github.com/mailark/mailark/internal/pop3server"
+	"github.com/mailark/mailark/internal/testkit"
 )
 
 const pop3TestPassword = "pop-Secret-42"
-
-type popSecret string
-
-func (s popSecret) Secret(context.Context) (string, error) { return string(s), nil }
-func (s popSecret) Describe() string                       { return "test password" }
 
 // popFixture is a pop3server with user "carol" and an account for it.
 type popFixture struct {
@@ -50,7 +44,7 @@ func newPopFixture(t *testing.T, hooks pop3server.Hooks) *popFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.Secret = popSecret(pop3TestPassword)
+	a.Secret = testkit.Secret(pop3TestPassword)
 	a.Timeout = 10 * time.Second
 	f := &popFixture{srv: srv, store: store, acct: a, trace: &popTrace{}}
 	a.Trace = f.trace
@@ -58,28 +52,7 @@ func newPopFixture(t *testing.T, hooks pop3server.Hooks) *popFixture {
 }
 
 // popTrace collects a trace.
-type popTrace struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *popTrace) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *popTrace) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *popTrace) Reset() {
-	s.mu.Lock()
-	s.b.Reset()
-	s.mu.Unlock()
-}
+type popTrace struct{ testkit.Buffer }
 
 // count counts trace lines the client sent starting with verb.
 func (s *popTrace) count(verb string) int {

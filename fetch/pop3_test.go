@@ -18,6 +18,7 @@ import (
 	"github.com/mailark/mailark/internal/mailerr"
 	"github.com/mailark/mailark/internal/pop3server"
 	"github.com/mailark/mailark/internal/testcert"
+	"github.com/mailark/mailark/internal/testkit"
 )
 
 func TestPOP3FetchIncrementalBothFormats(t *testing.T) {
@@ -344,7 +345,7 @@ func TestPOP3FailuresChangeNothing(t *testing.T) {
 		code int
 		edit func(fx *popFixture)
 	}{
-		{"wrong password", mailerr.ErrAuth, mailerr.ExitAuth, func(fx *popFixture) { fx.acct.Secret = popSecret("not-it") }},
+		{"wrong password", mailerr.ErrAuth, mailerr.ExitAuth, func(fx *popFixture) { fx.acct.Secret = testkit.Secret("not-it") }},
 		{"unreachable", mailerr.ErrNetwork, mailerr.ExitNetwork, func(fx *popFixture) {
 			fx.acct.Host, fx.acct.Port = popSplitAddr(t, closedPort)
 		}},

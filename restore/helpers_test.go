@@ -15,18 +15,14 @@ import (
 	"github.com/mailark/mailark/archive"
 	"github.com/mailark/mailark/internal/account"
 	"github.com/mailark/mailark/internal/testbed"
+	"github.com/mailark/mailark/internal/testkit"
 )
-
-type staticSecret string
-
-func (s staticSecret) Secret(context.Context) (string, error) { return string(s), nil }
-func (s staticSecret) Describe() string                       { return "test password" }
 
 // bedAccount is an account on the test bed's Dovecot (plaintext on
 // loopback: the TLS paths are imapconn's to test).
 func bedAccount(srv *testbed.Server, user string) *account.Account {
 	return &account.Account{Protocol: account.IMAP, User: user, Host: srv.Host, Port: srv.IMAPPort,
-		Security: account.Plain, Auth: account.AuthPassword, Secret: staticSecret(testbed.Password),
+		Security: account.Plain, Auth: account.AuthPassword, Secret: testkit.Secret(testbed.Password),
 		Timeout: 20 * time.Second}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/mailark/mailark/archive"
 	"github.com/mailark/mailark/internal/account"
 	"github.com/mailark/mailark/internal/testbed"
+	"github.com/mailark/mailark/internal/testkit"
 )
 
 // Environment of the child process TestRestoreKilled starts.
@@ -40,7 +41,7 @@ func TestRestoreKillChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := &account.Account{Protocol: account.IMAP, User: user, Host: host, Port: port, Security: account.Plain,
-		Auth: account.AuthPassword, Secret: staticSecret(testbed.Password), Timeout: 20 * time.Second}
+		Auth: account.AuthPassword, Secret: testkit.Secret(testbed.Password), Timeout: 20 * time.Second}
 	arch, err := archive.Open(context.Background(), spec, archive.Options{LockWait: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -1,14 +1,12 @@
 package imapconn
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,35 +17,13 @@ import (
 	"github.com/mailark/mailark/internal/account"
 	"github.com/mailark/mailark/internal/imapconn/imaptest"
 	"github.com/mailark/mailark/internal/mailerr"
+	"github.com/mailark/mailark/internal/testkit"
 )
-
-type staticSecret string
-
-func (s staticSecret) Secret(context.Context) (string, error) { return string(s), nil }
-func (s staticSecret) Describe() string                       { return "test secret" }
-
-// syncBuffer is a trace writer safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func testAccount(host string, port int, sec account.Security, secret string) *account.Account {
 	return &account.Account{
 		Protocol: account.IMAP, User: imaptest.User, Host: host, Port: port,
-		Security: sec, Auth: account.AuthPassword, Secret: staticSecret(secret),
+		Security: sec, Auth: account.AuthPassword, Secret: testkit.Secret(secret),
 		Timeout: 2 * time.Second,
 	}
 }
@@ -121,7 +97,7 @@ func TestLoginMechanisms(t *testing.T) {
 			srv := imaptest.Start(t, imaptest.Config{Mechanisms: tc.mechs})
 			a := testAccount(srv.Host, srv.Port, account.Plain, tc.secret)
 			a.Auth = tc.auth
-			trace := &syncBuffer{}
+			trace := &testkit.Buffer{}
 			a.Trace = trace
 			start := time.Now()
 			c, err := Dial(context.Background(), a)
@@ -193,7 +169,7 @@ func TestTraceRedactsLiteralPassword(t *testing.T) {
 	srv.Mem.AddUser(newMemUser(pass))
 	a := testAccount(srv.Host, srv.Port, account.Plain, pass)
 	a.User = "bob"
-	trace := &syncBuffer{}
+	trace := &testkit.Buffer{}
 	a.Trace = trace
 	c := dialOK(t, a)
 	c.Close()
@@ -214,7 +190,7 @@ func TestTraceElidesBodies(t *testing.T) {
 	body := "Subject: hi\r\n\r\nTOP-SECRET-BODY-TEXT\r\n"
 	srv.Append(t, imaptest.Msg{Folder: "INBOX", Raw: []byte(body), Date: time.Now()})
 	a := testAccount(srv.Host, srv.Port, account.Plain, imaptest.Password)
-	trace := &syncBuffer{}
+	trace := &testkit.Buffer{}
 	a.Trace = trace
 	c := dialOK(t, a)
 	if _, err := c.Client.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
@@ -257,7 +233,7 @@ func TestTLSModes(t *testing.T) {
 
 			// With it: works, and the session is usable.
 			a.CAFile = srv.CAFile
-			trace := &syncBuffer{}
+			trace := &testkit.Buffer{}
 			a.Trace = trace
 			c := dialOK(t, a)
 			if err := c.Client.Noop().Wait(); err != nil {

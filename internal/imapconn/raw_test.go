@@ -14,12 +14,13 @@ import (
 	"github.com/mailark/mailark/internal/account"
 	"github.com/mailark/mailark/internal/imapconn/imaptest"
 	"github.com/mailark/mailark/internal/testbed"
+	"github.com/mailark/mailark/internal/testkit"
 )
 
 // A raw command gets its own answer, and imapclient carries on afterwards
 // on the same connection as if nothing had happened.
 func TestRawCommandSharesTheConnection(t *testing.T) {
-	var trace syncBuffer
+	var trace testkit.Buffer
 	srv := imaptest.Start(t, imaptest.Config{Folders: []string{"Work"}, Caps: []imap.Cap{imap.CapLiteralPlus}})
 	a := testAccount(srv.Host, srv.Port, account.Plain, imaptest.Password)
 	a.Trace = &trace
@@ -58,7 +59,7 @@ func TestRawCommandWriteFailureCutsTheConnection(t *testing.T) {
 	srv := testbed.Start(t)
 	user := srv.AddUser(t, "raw")
 	a := &account.Account{Protocol: account.IMAP, User: user, Host: srv.Host, Port: srv.IMAPPort,
-		Security: account.Plain, Auth: account.AuthPassword, Secret: staticSecret(testbed.Password), Timeout: 10 * time.Second}
+		Security: account.Plain, Auth: account.AuthPassword, Secret: testkit.Secret(testbed.Password), Timeout: 10 * time.Second}
 	c := dialOK(t, a)
 	boom := errors.New("archive unreadable")
 	_, err := c.RawCommand(context.Background(), func(w io.Writer) error {

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,32 +18,10 @@ import (
 	"github.com/mailark/mailark/internal/mailerr"
 	"github.com/mailark/mailark/internal/pop3server"
 	"github.com/mailark/mailark/internal/testcert"
+	"github.com/mailark/mailark/internal/testkit"
 )
 
 const testPassword = "s3cr3t-Pa55"
-
-type secret string
-
-func (s secret) Secret(context.Context) (string, error) { return string(s), nil }
-func (s secret) Describe() string                       { return "test secret" }
-
-// lockedBuffer is a trace sink safe for the tracer's writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // testServer starts a pop3server with user "alice" and returns it with
 // its store and an account pointing at it.
@@ -69,7 +46,7 @@ func accountFor(t *testing.T, url string) *account.Account {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.Secret = secret(testPassword)
+	a.Secret = testkit.Secret(testPassword)
 	a.Timeout = 5 * time.Second
 	return a
 }
@@ -218,7 +195,7 @@ func TestDeleCommitsOnlyAtQuit(t *testing.T) {
 
 func TestWrongPasswordIsAuthErrorWithoutSecret(t *testing.T) {
 	_, _, a := testServer(t, nil)
-	a.Secret = secret("wrong-password-123")
+	a.Secret = testkit.Secret("wrong-password-123")
 	_, err := Dial(context.Background(), a)
 	if !errors.Is(err, mailerr.ErrAuth) {
 		t.Fatalf("err = %v, want ErrAuth", err)
@@ -234,7 +211,7 @@ func TestWrongPasswordIsAuthErrorWithoutSecret(t *testing.T) {
 func TestTraceRedactsPassword(t *testing.T) {
 	_, store, a := testServer(t, nil)
 	store.Add("alice", []byte("Subject: t\r\n\r\nhello\r\n"))
-	var trace lockedBuffer
+	var trace testkit.Buffer
 	a.Trace = &trace
 	c := dial(t, a)
 	entries, err := c.UIDL(context.Background())
@@ -258,7 +235,7 @@ func TestAPOP(t *testing.T) {
 	_, store, a := testServer(t, func(s *pop3server.Server) { s.APOP = true })
 	store.Add("alice", []byte("Subject: a\r\n\r\nx\r\n"))
 	a.Auth = account.AuthAPOP
-	var trace lockedBuffer
+	var trace testkit.Buffer
 	a.Trace = &trace
 	c := dial(t, a)
 	if entries, err := c.UIDL(context.Background()); err != nil || len(entries) != 1 {
@@ -268,7 +245,7 @@ func TestAPOP(t *testing.T) {
 		t.Fatalf("APOP not used or not redacted:\n%s", trace.String())
 	}
 
-	a.Secret = secret("nope")
+	a.Secret = testkit.Secret("nope")
 	if _, err := Dial(context.Background(), a); !errors.Is(err, mailerr.ErrAuth) {
 		t.Fatalf("APOP with a wrong password: %v", err)
 	}
@@ -277,7 +254,7 @@ func TestAPOP(t *testing.T) {
 func TestAPOPNotOfferedIsNotDowngraded(t *testing.T) {
 	_, _, a := testServer(t, nil) // no timestamp in the greeting
 	a.Auth = account.AuthAPOP
-	var trace lockedBuffer
+	var trace testkit.Buffer
 	a.Trace = &trace
 	_, err := Dial(context.Background(), a)
 	if !errors.Is(err, mailerr.ErrAuth) || !strings.Contains(err.Error(), "APOP") {
@@ -323,7 +300,7 @@ func TestTLS(t *testing.T) {
 			a := accountFor(t, "pop3://alice@"+addr+"?tls="+mode)
 
 			// Not trusted without the CA: a TLS error, before any password is sent.
-			var trace lockedBuffer
+			var trace testkit.Buffer
 			a.Trace = &trace
 			_, err := Dial(context.Background(), a)
 			if !errors.Is(err, mailerr.ErrTLS) || !strings.Contains(err.Error(), "--ca-file") {
@@ -350,7 +327,7 @@ func TestTLS(t *testing.T) {
 func TestSTLSRefusedIsTLSError(t *testing.T) {
 	_, _, a := testServer(t, nil) // no TLSConfig: no STLS
 	a.Security = account.StartTLS
-	var trace lockedBuffer
+	var trace testkit.Buffer
 	a.Trace = &trace
 	_, err := Dial(context.Background(), a)
 	if !errors.Is(err, mailerr.ErrTLS) {
@@ -536,7 +513,7 @@ func TestOAuthSASL(t *testing.T) {
 			_, store, a := testServer(t, nil)
 			store.Add("alice", []byte("Subject: o\r\n\r\nx\r\n"))
 			a.Auth = method
-			var trace lockedBuffer
+			var trace testkit.Buffer
 			a.Trace = &trace
 			c := dial(t, a)
 			if entries, err := c.UIDL(context.Background()); err != nil || len(entries) != 1 {
@@ -547,7 +524,7 @@ func TestOAuthSASL(t *testing.T) {
 				t.Fatalf("token not redacted:\n%s", trace.String())
 			}
 
-			a.Secret = secret("expired-token")
+			a.Secret = testkit.Secret("expired-token")
 			_, err := Dial(context.Background(), a)
 			if !errors.Is(err, mailerr.ErrAuth) {
 				t.Fatalf("refused token: %v", err)
@@ -559,8 +536,8 @@ func TestOAuthSASL(t *testing.T) {
 func TestSecretWithLineBreakIsRefused(t *testing.T) {
 	_, store, a := testServer(t, nil)
 	store.Add("alice", []byte("Subject: keep\r\n\r\nx\r\n"))
-	a.Secret = secret(testPassword + "\r\nDELE 1\r\nQUIT")
-	var trace lockedBuffer
+	a.Secret = testkit.Secret(testPassword + "\r\nDELE 1\r\nQUIT")
+	var trace testkit.Buffer
 	a.Trace = &trace
 	_, err := Dial(context.Background(), a)
 	if !errors.Is(err, mailerr.ErrUsage) {

@@ -1,32 +1,15 @@
 package termbar
 
 import (
-	"bytes"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailark/mailark/internal/testkit"
 )
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestDisplayAggregatesAccounts(t *testing.T) {
-	var out syncBuf
+	var out testkit.Buffer
 	var warned []string
 	d := NewDisplay(NewConsole(&out), func(label, msg string) { warned = append(warned, label+": "+msg) })
 	work, home := d.Reporter("work"), d.Reporter("home")
@@ -70,7 +53,7 @@ func TestDisplayAggregatesAccounts(t *testing.T) {
 }
 
 func TestDisplayUnknownTotal(t *testing.T) {
-	var out syncBuf
+	var out testkit.Buffer
 	d := NewDisplay(NewConsole(&out), nil)
 	r := d.Reporter("pop")
 	r.Start("pop", 0, 0) // POP3 before LIST: nothing known yet
@@ -87,7 +70,7 @@ func TestDisplayUnknownTotal(t *testing.T) {
 }
 
 func TestConsolePrintlnClearsBar(t *testing.T) {
-	var out syncBuf
+	var out testkit.Buffer
 	c := NewConsole(&out)
 	c.Write([]byte("\r[=====     ] 50%"))
 	c.Println("mailark: warning: x")
