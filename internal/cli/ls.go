@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"text/tabwriter"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/rivo/uniseg"
 	"github.com/spf13/cobra"
 )
 
@@ -66,12 +68,14 @@ func writeListing(w io.Writer, l Listing) error {
 	if l.Foreign {
 		kind += ", not a mailark archive: counts only"
 	}
-	fmt.Fprintf(w, "%s (%s)\n", l.Archive, kind)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if _, err := fmt.Fprintf(w, "%s (%s)\n", l.Archive, kind); err != nil {
+		return err
+	}
+	var t table
 	if l.Foreign {
-		fmt.Fprintln(tw, "FOLDER\tSPECIAL\tMESSAGES\tSIZE")
+		t.add("FOLDER", "SPECIAL", "MESSAGES", "SIZE")
 	} else {
-		fmt.Fprintln(tw, "FOLDER\tSPECIAL\tMESSAGES\tSIZE\tLAST SYNC\tSOURCE")
+		t.add("FOLDER", "SPECIAL", "MESSAGES", "SIZE", "LAST SYNC", "SOURCE")
 	}
 	var msgs int
 	var size int64
@@ -80,22 +84,53 @@ func writeListing(w io.Writer, l Listing) error {
 		size += f.Bytes
 		if f.NoSelect {
 			// A parent that only holds other folders (IMAP \Noselect).
-			fmt.Fprintf(tw, "%s\t\t-\t-\n", f.Name)
+			t.add(f.Name, "", "-", "-")
 			continue
 		}
-		row := fmt.Sprintf("%s\t%s\t%d\t%s", f.Name, f.SpecialUse, f.Messages, humanBytes(f.Bytes))
+		row := []string{f.Name, f.SpecialUse, strconv.Itoa(f.Messages), humanBytes(f.Bytes)}
 		if !l.Foreign {
 			when, src := lastSync(f.Sync)
-			row += "\t" + when + "\t" + src
+			row = append(row, when, src)
 		}
-		fmt.Fprintln(tw, row)
+		t.add(row...)
 	}
-	total := fmt.Sprintf("total: %s\t\t%d\t%s", plural(int64(len(l.Folders)), "folder", "folders"), msgs, humanBytes(size))
-	if !l.Foreign {
-		total += "\t\t"
+	t.add("total: "+plural(int64(len(l.Folders)), "folder", "folders"), "", strconv.Itoa(msgs), humanBytes(size))
+	return t.write(w)
+}
+
+// table lays out rows in columns two spaces apart, each as wide as its
+// widest cell on screen: folder names are data in any script, so a cell
+// is measured in terminal columns (a CJK letter takes two, a combining
+// accent none), not bytes or runes. Rows may be short; no line ends in
+// blanks.
+type table struct{ rows [][]string }
+
+func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
+
+func (t *table) write(w io.Writer) error {
+	var widths []int
+	for _, row := range t.rows {
+		for i, c := range row {
+			if i == len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], uniseg.StringWidth(c))
+		}
 	}
-	fmt.Fprintln(tw, total)
-	return tw.Flush()
+	var b strings.Builder
+	for _, row := range t.rows {
+		var line strings.Builder
+		for i, c := range row {
+			line.WriteString(c)
+			if i < len(row)-1 {
+				line.WriteString(strings.Repeat(" ", widths[i]-uniseg.StringWidth(c)+2))
+			}
+		}
+		b.WriteString(strings.TrimRight(line.String(), " "))
+		b.WriteByte('\n')
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 // lastSync is the most recent successful sync of a folder and its source.

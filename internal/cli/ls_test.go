@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rivo/uniseg"
+
 	"github.com/mailark/mailark/archive"
 	"github.com/mailark/mailark/internal/mailerr"
 )
@@ -122,5 +124,56 @@ func TestLsErrors(t *testing.T) {
 	r = runCLI(t, nil, false, "ls", missing)
 	if r.code != mailerr.ExitUsage {
 		t.Errorf("missing path: code %d err %v", r.code, r.err)
+	}
+}
+
+// Columns line up on screen whatever the folder names: accented letters
+// precomposed or combining, Cyrillic, double-width CJK, parents without
+// counts, and sizes of different lengths.
+func TestLsColumnsAlignWithNonASCIINames(t *testing.T) {
+	synced := time.Date(2025, 3, 1, 3, 17, 0, 0, time.UTC)
+	sync := []SourceSync{{Source: "imaps://me@host:993", LastSync: synced}}
+	l := Listing{Archive: "maildir:/m", Format: "maildir", Folders: []ListFolder{
+		{Name: "INBOX", Messages: 7, Bytes: 85197, Sync: sync},
+		{Name: "Reisen", NoSelect: true},
+		{Name: "Reisen/Zürich", Messages: 1, Bytes: 340, Sync: sync},
+		{Name: "Reisen/Zu\u0308rich", Messages: 12, Bytes: 2 << 20, Sync: sync},
+		{Name: "Архив", SpecialUse: archive.SpecialArchive, Messages: 1, Bytes: 439, Sync: sync},
+		{Name: "日本語/メール", Messages: 100, Bytes: 1, Sync: sync},
+	}}
+	var out strings.Builder
+	if err := writeListing(&out, l); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	// column is where s starts in line, in terminal columns.
+	column := func(line, s string) int {
+		i := strings.Index(line, s)
+		if i < 0 {
+			t.Fatalf("%q not in line %q", s, line)
+		}
+		return uniseg.StringWidth(line[:i])
+	}
+	header := lines[1]
+	when := synced.Local().Format(time.DateTime)
+	for i, f := range l.Folders {
+		line := lines[2+i]
+		if strings.HasSuffix(line, " ") {
+			t.Errorf("line ends in blanks: %q", line)
+		}
+		if f.NoSelect {
+			continue
+		}
+		for _, c := range []struct{ title, cell string }{
+			{"MESSAGES", fmt.Sprint(f.Messages) + " "}, {"SIZE", humanBytes(f.Bytes)}, {"LAST SYNC", when}, {"SOURCE", "imaps://"},
+		} {
+			if got, want := column(line, c.cell), column(header, c.title); got != want {
+				t.Errorf("%s: %s at column %d, header at %d:\n%s", f.Name, c.title, got, want, out.String())
+			}
+		}
+	}
+	total := lines[len(lines)-1]
+	if got, want := column(total, humanBytes(85197+340+2<<20+439+1)), column(header, "SIZE"); got != want {
+		t.Errorf("total size at column %d, header at %d:\n%s", got, want, out.String())
 	}
 }
