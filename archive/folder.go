@@ -198,7 +198,7 @@ func (f *Folder) Append(r io.Reader, info AppendInfo) (Meta, error) {
 	if err != nil {
 		return Meta{}, fmt.Errorf("append to folder %q: reading message: %w", f.name, err)
 	}
-	hi := parseHead(head)
+	hi := parseHeadFields(head, info.Date.IsZero())
 	date := info.Date
 	if date.IsZero() {
 		date = hi.date

@@ -37,6 +37,7 @@ type maildirStore struct {
 
 var (
 	keySeq  atomic.Uint64
+	keyPID  = sync.OnceValue(os.Getpid) // os.Getpid is a system call each time
 	keyHost = sync.OnceValue(func() string {
 		h, _ := os.Hostname()
 		return sanitizeHost(h)
@@ -52,7 +53,7 @@ var ourKey = regexp.MustCompile(`^[0-9]+\.M[0-9]+P[0-9]+Q[0-9]+R[0-9a-f]{8}\.`)
 // convention has it.
 func newMaildirKey() string {
 	now := time.Now()
-	return fmt.Sprintf("%d.M%dP%dQ%dR%s.%s", now.Unix(), now.Nanosecond()/1000, os.Getpid(),
+	return fmt.Sprintf("%d.M%dP%dQ%dR%s.%s", now.Unix(), now.Nanosecond()/1000, keyPID(),
 		keySeq.Add(1), randomHex(4), keyHost())
 }
 
@@ -198,7 +199,7 @@ func (s *maildirStore) append(src io.Reader, msg *pendingMsg) error {
 	if err != nil {
 		return err
 	}
-	size, err := io.CopyBuffer(onlyWriter{f}, src, s.buf)
+	size, err := copyCoalesced(f, src, s.buf)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -210,7 +211,7 @@ func (s *maildirStore) append(src io.Reader, msg *pendingMsg) error {
 		name, err = s.fileName(key, size, msg.flags)
 	}
 	if err == nil {
-		err = os.Rename(tmp, filepath.Join(s.dir, "cur", name))
+		err = renameFile(tmp, filepath.Join(s.dir, "cur", name))
 	}
 	if err != nil {
 		os.Remove(tmp)
@@ -224,10 +225,43 @@ func (s *maildirStore) append(src io.Reader, msg *pendingMsg) error {
 	return nil
 }
 
-// onlyWriter hides ReadFrom so io.CopyBuffer uses our buffer.
-type onlyWriter struct{ w io.Writer }
+// copyCoalesced copies src to w through buf, filling buf before each
+// write. A network literal arrives in reads of a few KB (what the
+// connection's bufio.Reader holds); writing each one on its own costs a
+// write(2) per chunk, while most messages fit buf and so take one. Any
+// error of src other than io.EOF is returned as is.
+func copyCoalesced(w io.Writer, src io.Reader, buf []byte) (int64, error) {
+	var total int64
+	for {
+		n, rerr := fill(src, buf)
+		if n > 0 {
+			if _, err := w.Write(buf[:n]); err != nil {
+				return total, err
+			}
+			total += int64(n)
+		}
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
+}
 
-func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }
+// fill reads into buf until it is full or src fails; unlike io.ReadFull
+// it passes src's errors through unchanged (io.EOF included).
+func fill(src io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := src.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
 
 // fileName renders KEY,S=SIZE:2,LETTERS. Flags without a letter (a 27th
 // keyword, one that is not an atom) live in the index only.

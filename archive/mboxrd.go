@@ -22,6 +22,10 @@ type rdCodec struct {
 
 const fromPrefix = "From "
 
+// fromPrefixBytes is fromPrefix for writers without WriteString, which
+// io.WriteString would make copy it on every call.
+var fromPrefixBytes = []byte(fromPrefix)
+
 func newRDCodec(unescape bool) *rdCodec {
 	return &rdCodec{unescape: unescape, scanning: true}
 }
@@ -77,7 +81,7 @@ func (c *rdCodec) emitQuoted(w io.Writer) error {
 	if err := writeGT(w, gt); err != nil {
 		return err
 	}
-	_, err := io.WriteString(w, fromPrefix)
+	_, err := w.Write(fromPrefixBytes)
 	return err
 }
 
@@ -86,7 +90,7 @@ func (c *rdCodec) emitHeld(w io.Writer) error {
 	if err := writeGT(w, c.gt); err != nil {
 		return err
 	}
-	_, err := io.WriteString(w, fromPrefix[:c.matched])
+	_, err := w.Write(fromPrefixBytes[:c.matched])
 	c.gt, c.matched = 0, 0
 	return err
 }

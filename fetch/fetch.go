@@ -27,7 +27,7 @@ type Options struct {
 	SkipAllMail bool
 	// Connections is the number of parallel server connections (IMAP:
 	// one folder per connection at a time). Zero means the source's
-	// default (DefaultIMAPConnections).
+	// default (DefaultConnectionsFor the machine's CPUs).
 	Connections int
 	// Retries is how often a folder is resumed on a fresh connection
 	// after a network error before the folder is given up. Zero means
@@ -61,9 +61,21 @@ type Options struct {
 
 // Defaults for zero Options fields.
 const (
+	// DefaultIMAPConnections is the most connections the default opens.
 	DefaultIMAPConnections = 4
 	DefaultRetries         = 2
 )
+
+// DefaultConnectionsFor is the default number of IMAP connections on a
+// machine with cpus CPUs: one per CPU, at least 2 (one connection leaves
+// the link idle while a batch is written) and at most
+// DefaultIMAPConnections. Parsing literals costs CPU, and more
+// connections than CPUs only add hand-offs between goroutines: on 2
+// CPUs shared with the server, a full fetch of 5,000 messages took
+// 0.96 s over 2 connections and 1.53 s over 4.
+func DefaultConnectionsFor(cpus int) int {
+	return min(DefaultIMAPConnections, max(2, cpus))
+}
 
 // Result summarises a fetch run; it is what --json prints.
 type Result struct {

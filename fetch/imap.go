@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -79,7 +80,7 @@ type imapRun struct {
 
 func newIMAPRun(ctx context.Context, a *account.Account, arc *archive.Archive, opt Options) *imapRun {
 	if opt.Connections <= 0 {
-		opt.Connections = DefaultIMAPConnections
+		opt.Connections = DefaultConnectionsFor(runtime.NumCPU())
 	}
 	switch {
 	case opt.Retries == 0:
