@@ -104,7 +104,12 @@ func Start(dir string) (*Servers, error) {
 		s.Close()
 		return nil, err
 	}
-	if err := os.WriteFile(s.LocalSent, mboxFile(carolSent()), 0o600); err != nil {
+	sent, err := mboxFile(carolSent())
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("demo: write the local Sent mbox: %w", err)
+	}
+	if err := os.WriteFile(s.LocalSent, sent, 0o600); err != nil {
 		s.Close()
 		return nil, err
 	}

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"mime"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-mbox"
 )
 
 // letter is one demo message before it becomes RFC 5322 bytes.
@@ -170,37 +173,39 @@ func carolSent() []letter {
 	}
 }
 
-// mboxFrom is the From_ line a mail client writes before each message.
-func mboxFrom(l letter) string {
+// mboxSender is the address a mail client puts on the From_ line.
+func mboxSender(l letter) string {
 	addr := l.From
 	if i := strings.IndexByte(addr, '<'); i >= 0 {
 		addr = strings.TrimSuffix(addr[i+1:], ">")
 	}
-	return "From " + addr + " " + l.Date.UTC().Format("Mon Jan _2 15:04:05 2006") + "\n"
+	return addr
 }
 
-// mboxFile renders letters as a mail client's mbox file (LF line ends,
-// >From quoting, Status header for the read flag) as mutt writes it.
-func mboxFile(letters []letter) []byte {
+// mboxFile renders letters as a mail client's mbox file: mboxo, as mutt and
+// Thunderbird write it, produced by go-mbox's writer (LF line ends, "From "
+// body lines quoted with '>'), with a Status header for the read flag.
+func mboxFile(letters []letter) ([]byte, error) {
 	var b bytes.Buffer
+	w := mbox.NewWriter(&b)
 	for _, l := range letters {
-		b.WriteString(mboxFrom(l))
-		msg := strings.ReplaceAll(string(l.raw()), "\r\n", "\n")
-		head, body, _ := strings.Cut(msg, "\n\n")
-		b.WriteString(head + "\n")
-		for _, f := range l.Flags {
-			if f == imap.FlagSeen {
-				b.WriteString("Status: RO\n")
-			}
+		mw, err := w.CreateMessage(mboxSender(l), l.Date)
+		if err != nil {
+			return nil, err
 		}
-		b.WriteString("\n")
-		for _, line := range strings.SplitAfter(body, "\n") {
-			if strings.HasPrefix(strings.TrimLeft(line, ">"), "From ") {
-				line = ">" + line
-			}
-			b.WriteString(line)
+		head, body, _ := strings.Cut(string(l.raw()), "\r\n\r\n")
+		var msg strings.Builder
+		msg.WriteString(head + "\r\n")
+		if slices.Contains(l.Flags, imap.FlagSeen) {
+			msg.WriteString("Status: RO\r\n")
 		}
-		b.WriteString("\n")
+		msg.WriteString("\r\n" + body)
+		if _, err := io.WriteString(mw, msg.String()); err != nil {
+			return nil, err
+		}
 	}
-	return b.Bytes()
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
