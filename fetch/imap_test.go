@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/mailark/mailark/archive"
 	"github.com/mailark/mailark/internal/imapconn/imaptest"
 	"github.com/mailark/mailark/internal/mailerr"
+	"github.com/mailark/mailark/internal/progress"
 )
 
 var memFolders = []string{"Sent", "Drafts", "Work", "Work/2024", "Entwürfe", "Tom & Jerry"}
@@ -509,13 +511,10 @@ func TestIMAPCancelKeepsWhatIsDurable(t *testing.T) {
 	dir := tempArchive(t)
 	arc := imapOpenArchive(t, archive.Maildir, dir)
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		for m.Sent() < 500 {
-			time.Sleep(time.Millisecond)
-		}
-		cancel()
-	}()
-	_, err := IMAP(ctx, a, arc, Options{})
+	// Cancel once 500 messages have reached the archive (not merely left
+	// the server: on a busy machine they can sit in socket buffers).
+	stop := &cancelAfter{Reporter: progress.Discard, at: 500, cancel: cancel}
+	_, err := IMAP(ctx, a, arc, Options{Progress: stop})
 	arc.Close()
 	if !errors.Is(err, mailerr.ErrInterrupted) {
 		t.Fatalf("got %v, want ErrInterrupted", err)
@@ -681,5 +680,19 @@ func TestIMAPCheckpointNeverPassesPendingAppend(t *testing.T) {
 	}
 	if durable.LastUID >= uint32(held) && !inIndex {
 		t.Fatalf("durable LastUID %d covers UID %d, which is not archived yet", durable.LastUID, held)
+	}
+}
+
+// cancelAfter cancels a run when its at-th message has been archived.
+type cancelAfter struct {
+	progress.Reporter
+	n      atomic.Int64
+	at     int64
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) Message(int64) {
+	if c.n.Add(1) == c.at {
+		c.cancel()
 	}
 }

@@ -200,7 +200,9 @@ func mboxFile(letters []letter) ([]byte, error) {
 			msg.WriteString("Status: RO\r\n")
 		}
 		msg.WriteString("\r\n" + body)
-		if _, err := io.WriteString(mw, msg.String()); err != nil {
+		// go-mbox ends every message with a blank line of its own; the
+		// message's final line end is that line's first half.
+		if _, err := io.WriteString(mw, strings.TrimSuffix(msg.String(), "\r\n")); err != nil {
 			return nil, err
 		}
 	}
