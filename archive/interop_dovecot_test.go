@@ -3,9 +3,6 @@ package archive
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/user"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -75,8 +72,7 @@ func TestDovecotReadsArchive(t *testing.T) {
 
 		// Dovecot writes its own files into the tree it serves: give it a
 		// copy, owned by the test bed's mail user.
-		root := filepath.Join(s.Dir, "archive-"+string(f))
-		copyTreeForDovecot(t, src, root)
+		root := s.CopyForDovecot(t, src)
 		loc := dovecotMailLocation(f, root)
 
 		out, err := s.RunDoveadm(nil, "-o", "mail_location="+loc, "mailbox", "list", "-u", u)
@@ -137,44 +133,4 @@ func TestDovecotReadsArchive(t *testing.T) {
 			}
 		}
 	})
-}
-
-// copyTreeForDovecot copies an archive to dst, owned by the test bed's
-// unprivileged mail user (Dovecot will not touch mail as root), keeping
-// file times (maildir INTERNALDATEs).
-func copyTreeForDovecot(t *testing.T, src, dst string) {
-	t.Helper()
-	vu, err := user.Lookup(testbed.VmailUser)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(vu.Uid)
-	gid, _ := strconv.Atoi(vu.Gid)
-	err = filepath.Walk(src, func(p string, info os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		target := filepath.Join(dst, rel)
-		if info.IsDir() {
-			if err := os.MkdirAll(target, 0o700); err != nil {
-				return err
-			}
-		} else {
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			if err := os.WriteFile(target, data, 0o600); err != nil {
-				return err
-			}
-			if err := os.Chtimes(target, info.ModTime(), info.ModTime()); err != nil {
-				return err
-			}
-		}
-		return os.Chown(target, uid, gid)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }

@@ -9,10 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -176,61 +174,6 @@ func multisetDiff(want, got []string) (missing, extra int) {
 	return missing + len(want) - i, extra + len(got) - j
 }
 
-// vmailOwner is the unprivileged user Dovecot reads mail as.
-func vmailOwner(t testing.TB) (uid, gid int) {
-	t.Helper()
-	u, err := user.Lookup(testbed.VmailUser)
-	if err != nil {
-		t.Fatalf("lookup %s: %v", testbed.VmailUser, err)
-	}
-	uid, _ = strconv.Atoi(u.Uid)
-	gid, _ = strconv.Atoi(u.Gid)
-	return uid, gid
-}
-
-// copyForDovecot copies an archive tree (without mailark's sidecar, which
-// Dovecot ignores anyway) to a directory Dovecot's mail user can read.
-func copyForDovecot(t testing.TB, s *testbed.Server, root string) string {
-	t.Helper()
-	uid, gid := vmailOwner(t)
-	dst, err := os.MkdirTemp(s.Dir, "archive-copy-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		target := filepath.Join(dst, rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if err := os.MkdirAll(target, 0o700); err != nil {
-				return err
-			}
-		} else {
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			if err := os.WriteFile(target, data, 0o600); err != nil {
-				return err
-			}
-			if err := os.Chtimes(target, info.ModTime(), info.ModTime()); err != nil {
-				return err
-			}
-		}
-		return os.Lchown(target, uid, gid)
-	})
-	if err != nil {
-		t.Fatalf("copy %s for Dovecot: %v", root, err)
-	}
-	return dst
-}
-
 // dovecotLocation is the mail_location that opens a mailark archive
 // directly (docs/archive.md); INDEX=MEMORY keeps Dovecot from writing its
 // own index files into the copy.
@@ -248,7 +191,7 @@ func dovecotLocation(format, root string) string {
 // directories, so an mbox folder a/b is a.sbd/b to it).
 func dovecotReads(t testing.TB, s *testbed.Server, user, format, root string, want sums, paths map[string]string) sums {
 	t.Helper()
-	copyRoot := copyForDovecot(t, s, root)
+	copyRoot := s.CopyForDovecot(t, root)
 	loc := dovecotLocation(format, copyRoot)
 	out, err := s.RunDoveadm(nil, "-o", "mail_location="+loc, "mailbox", "list", "-u", user)
 	if err != nil {
