@@ -44,6 +44,11 @@ func parseHead(head []byte) headerInfo { return parseHeadFields(head, true) }
 // full IMAP fetch's CPU time, for a date IMAP sends as INTERNALDATE.
 func parseHeadFields(head []byte, wantDate bool) headerInfo {
 	block := headerBlock(head)
+	if !wantDate {
+		if id, ok := plainMessageID(block); ok {
+			return headerInfo{messageID: id}
+		}
+	}
 	th, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(block)))
 	if err != nil {
 		hi := headerInfo{messageID: scanHeader(block, "message-id")}
@@ -57,6 +62,38 @@ func parseHeadFields(head []byte, wantDate bool) headerInfo {
 		hi.date = dateFromHeader(th.Get("Received"), th.Get("Date"))
 	}
 	return hi
+}
+
+// plainMessageID finds the Message-ID in the common case without building
+// a header map (a tenth of a fetch's CPU time went there): the first field
+// named Message-ID, on one line, its value one word. ok is false when the
+// header holds anything else that could make the full parse answer
+// differently (a folded or spaced value, a name with blanks before the
+// colon), and then the caller parses. A header with no Message-ID at all
+// is answered too: nothing can then be found by either way.
+func plainMessageID(block []byte) (string, bool) {
+	const name = "message-id"
+	for rest := block; len(rest) > 0; {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i+1], rest[i+1:]
+		} else {
+			rest = nil
+		}
+		if len(line) < len(name) || !bytes.EqualFold(line[:len(name)], []byte(name)) {
+			continue
+		}
+		after := line[len(name):]
+		if len(after) == 0 || after[0] != ':' {
+			return "", false // "Message-ID :" or a longer name: let the parser judge
+		}
+		value := bytes.TrimSpace(after[1:])
+		if bytes.ContainsAny(value, " \t\r\n") || (len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t')) {
+			return "", false // spaces inside, or continued on the next line
+		}
+		return string(value), true
+	}
+	return "", true
 }
 
 // headerBlock returns the header lines at the start of head, ending with

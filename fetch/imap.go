@@ -57,6 +57,9 @@ const (
 	pipelineDepth = 3
 	// flagCommitEvery bounds the flag updates staged before a Commit.
 	flagCommitEvery = 2000
+	// stateEvery is how many batches may pass between two writes of a
+	// folder's sync state (see folderSync.checkpoint).
+	stateEvery = 8
 )
 
 type imapRun struct {
@@ -443,35 +446,27 @@ func (r *imapRun) markGone(listed map[string]bool) error {
 }
 
 // runWorkers works through the folders over up to opt.Connections
-// connections, the first of which is conn. The extra connections are
-// dialled at once; any the server refuses (a connection limit) are simply
-// not used.
+// connections, the first of which is conn. Work starts on conn at once;
+// each extra connection joins as soon as it is logged in (a login costs
+// a few round trips, which would otherwise delay every folder). Any the
+// server refuses (a connection limit) are simply not used.
 func (r *imapRun) runWorkers(conn *imapconn.Conn, jobs []*folderJob) {
-	conns := []*imapconn.Conn{conn}
-	if extra := min(r.opt.Connections, len(jobs)) - 1; extra > 0 && !r.opt.DryRun {
-		conns = append(conns, r.dialExtra(extra)...)
-	}
 	queue := make(chan *folderJob, len(jobs))
 	for _, j := range jobs {
 		queue <- j
 	}
 	close(queue)
 	var wg sync.WaitGroup
-	for _, c := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.worker(c, queue)
-		}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.worker(conn, queue)
+	}()
+	extra := min(r.opt.Connections, len(jobs)) - 1
+	if r.opt.DryRun {
+		extra = 0
 	}
-	wg.Wait()
-}
-
-func (r *imapRun) dialExtra(n int) []*imapconn.Conn {
-	var mu sync.Mutex
-	var conns []*imapconn.Conn
-	var wg sync.WaitGroup
-	for range n {
+	for range max(extra, 0) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -480,13 +475,10 @@ func (r *imapRun) dialExtra(n int) []*imapconn.Conn {
 				r.log.Info("extra connection not available; continuing with fewer", "err", err)
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
+			r.worker(c, queue)
 		}()
 	}
 	wg.Wait()
-	return conns
 }
 
 // worker syncs folders off the queue until it is empty or the run stops.

@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -34,6 +35,10 @@ type folderSync struct {
 	// mean nothing; every message is fetched and matched by SHA-256
 	// against the index so that nothing is added twice.
 	rescan bool
+	// pending is the listing sent along with the EXAMINE (nil once read).
+	pending *listing
+	// checkpoints counts the batches committed (see checkpoint).
+	checkpoints int
 
 	mu       sync.Mutex
 	st       archive.SyncState // working copy, written at checkpoints
@@ -62,19 +67,30 @@ func (r *imapRun) syncFolder(conn *imapconn.Conn, j *folderJob) error {
 		}
 		j.folder = f
 	}
+	var st archive.SyncState
+	if j.folder != nil {
+		st = j.folder.State()
+	}
 	condstore := conn.Caps.Has(imap.CapCondStore)
-	sel, err := conn.Client.Select(j.box.Name, &imap.SelectOptions{ReadOnly: true, CondStore: condstore}).Wait()
+	selCmd := conn.Client.Select(j.box.Name, &imap.SelectOptions{ReadOnly: true, CondStore: condstore})
+	// The listing of new messages goes out with the EXAMINE instead of
+	// after its answer: one round trip per folder less, which is what a
+	// distant server charges for. It assumes UIDVALIDITY is unchanged;
+	// listNew drops it and lists again when it is not.
+	var pending *listing
+	if st.LastUID < math.MaxUint32 {
+		pending = startListing(conn, imap.UID(st.LastUID+1))
+	}
+	sel, err := selCmd.Wait()
 	if err != nil {
+		pending.discard()
 		if conn.Broken() {
 			return conn.Err(err, "examining folder "+shortName(j.box.Name))
 		}
 		return conn.Err(err, fmt.Sprintf("to examine folder %q", shortName(j.box.Name)))
 	}
-	fs := &folderSync{r: r, conn: conn, job: j, folder: j.folder, sel: sel,
+	fs := &folderSync{r: r, conn: conn, job: j, folder: j.folder, sel: sel, st: st, pending: pending,
 		condstore: condstore && sel.HighestModSeq != 0, claimed: map[string]bool{}}
-	if j.folder != nil {
-		fs.st = j.folder.State()
-	}
 	fs.rescan = fs.st.UIDValidity != 0 && sel.UIDValidity != 0 && fs.st.UIDValidity != sel.UIDValidity
 	if r.opt.DryRun {
 		return fs.plan()
@@ -91,7 +107,14 @@ func (fs *folderSync) sync() error {
 	if fs.rescan {
 		r.log.Info("UIDVALIDITY changed on the server; rescanning the folder, matching messages against the archive",
 			"folder", j.name, "old", fs.st.UIDValidity, "new", fs.sel.UIDValidity)
-	} else if fs.st.LastUID > 0 {
+	}
+	// The listing is read before the flags are asked for: two FETCH
+	// commands in flight over the same UIDs could have their answers
+	// routed to the wrong one.
+	if err := fs.listNew(); err != nil {
+		return err
+	}
+	if !fs.rescan && fs.st.LastUID > 0 {
 		if err := fs.syncFlags(); err != nil {
 			return err
 		}
@@ -187,46 +210,70 @@ func (fs *folderSync) applyFlags(uid uint32, flags []imap.Flag, date time.Time) 
 // listNew collects the UIDs and sizes of messages to fetch: every UID
 // after the last one archived (all of them when rescanning) that the
 // index does not hold yet. One cheap command: UID FETCH n:* (UID
-// RFC822.SIZE); sizes shape the batches and the progress totals.
+// RFC822.SIZE); sizes shape the batches and the progress totals. A UID
+// SEARCH of the same range, pipelined, cross-checks the listing: a
+// message the server leaves out of it (or whose reply imapclient drops)
+// must not be skipped for good.
 func (fs *folderSync) listNew() error {
 	from := imap.UID(fs.st.LastUID + 1)
 	if fs.rescan {
 		from = 1
 	}
+	l := fs.pending
+	fs.pending = nil
+	if l != nil && l.from != from {
+		l.discard()
+		l = nil
+	}
 	if fs.sel.NumMessages == 0 || (!fs.rescan && fs.sel.UIDNext != 0 && fs.sel.UIDNext <= from) {
+		// Nothing to list. A listing already sent is answered all the
+		// same (some servers refuse "n:*" in an empty folder: no matter).
+		l.discard()
 		return nil
 	}
-	rng := imap.UIDSet{{Start: from, Stop: 0}}
-	cmd := fs.conn.Client.Fetch(rng, &imap.FetchOptions{UID: true, RFC822Size: true})
-	// A UID SEARCH of the same range, pipelined, cross-checks the
-	// listing: a message the server leaves out of it (or whose reply
-	// imapclient drops) must not be skipped for good.
-	var searchOpts *imap.SearchOptions
-	if fs.conn.Caps.Has(imap.CapESearch) {
-		searchOpts = &imap.SearchOptions{ReturnAll: true}
+	if l == nil {
+		l = startListing(fs.conn, from)
 	}
-	search := fs.conn.Client.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{rng}}, searchOpts)
+	cmd, search := l.fetch, l.search
 	seen := map[imap.UID]bool{}
-	add := func(uid imap.UID, size int64) {
+	add := func(uid imap.UID, size int64) bool {
 		if uid < from || seen[uid] {
-			return
+			return false
 		}
 		seen[uid] = true
 		if !fs.rescan && fs.folder != nil {
 			if _, have := fs.folder.ByUID(uint32(uid)); have {
-				return // archived by an earlier run that could not finish the folder
+				return false // archived by an earlier run that could not finish the folder
 			}
 		}
 		fs.expected = append(fs.expected, uidSize{uid, size})
+		return true
 	}
+	updates := 0
+	var archErr error
 	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
-		if buf, err := msg.Collect(); err == nil {
-			add(buf.UID, buf.RFC822Size)
+		buf, err := msg.Collect()
+		if err != nil || add(buf.UID, buf.RFC822Size) || fs.rescan || fs.folder == nil || fs.r.opt.DryRun || archErr != nil {
+			continue
+		}
+		// Archived by a run that stopped before its sync state caught
+		// up: the flag sync (1:LastUID) does not cover it, so its flags
+		// are taken from the listing.
+		changed, err := fs.applyFlags(uint32(buf.UID), buf.Flags, buf.InternalDate)
+		if err != nil {
+			archErr = err
+		} else if changed {
+			updates++
 		}
 	}
+	fs.r.addFlagUpdates(updates)
 	if err := cmd.Close(); err != nil {
 		search.Wait()
 		return fs.conn.Err(err, "listing new messages of folder "+shortName(fs.job.box.Name))
+	}
+	if archErr != nil {
+		search.Wait()
+		return archErr
 	}
 	data, err := search.Wait()
 	if err != nil {
@@ -245,12 +292,40 @@ func (fs *folderSync) listNew() error {
 	return nil
 }
 
+// listing is a `UID FETCH n:* (UID RFC822.SIZE FLAGS INTERNALDATE)` in flight, with the UID
+// SEARCH of the same range that cross-checks it.
+type listing struct {
+	from   imap.UID
+	fetch  *imapclient.FetchCommand
+	search *imapclient.SearchCommand
+}
+
+func startListing(conn *imapconn.Conn, from imap.UID) *listing {
+	rng := imap.UIDSet{{Start: from, Stop: 0}}
+	var opts *imap.SearchOptions
+	if conn.Caps.Has(imap.CapESearch) {
+		opts = &imap.SearchOptions{ReturnAll: true}
+	}
+	return &listing{
+		from:   from,
+		fetch:  conn.Client.Fetch(rng, &imap.FetchOptions{UID: true, RFC822Size: true, Flags: true, InternalDate: true}),
+		search: conn.Client.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{rng}}, opts),
+	}
+}
+
+// discard reads and drops the answers of a listing that is not needed
+// (errors included: a broken connection shows at the next command).
+func (l *listing) discard() {
+	if l == nil {
+		return
+	}
+	l.fetch.Close()
+	l.search.Wait()
+}
+
 // fetchNew fetches the new messages in pipelined batches, then goes after
 // any the server did not deliver.
 func (fs *folderSync) fetchNew() error {
-	if err := fs.listNew(); err != nil {
-		return err
-	}
 	if len(fs.expected) == 0 {
 		return nil
 	}
@@ -275,8 +350,10 @@ func (fs *folderSync) fetchNew() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
 			fs.consume(cmd, false)
+			// The next batch goes out before this one is committed: the
+			// server works on it while the disk syncs.
+			<-sem
 			fs.batchDone()
 		}()
 	}
@@ -391,6 +468,8 @@ func (fs *folderSync) checkpoint(final bool) error {
 	}
 	rescanDone := final && complete && fs.rescan
 	fs.st = st
+	fs.checkpoints++
+	every := fs.checkpoints%stateEvery == 0
 	fs.mu.Unlock()
 
 	if rescanDone {
@@ -398,7 +477,15 @@ func (fs *folderSync) checkpoint(final bool) error {
 			return err
 		}
 	}
-	fs.folder.SetState(st)
+	// The sync state is a file replaced with three syncs, so a batch
+	// rewrites it only when it tells something new about the folder (the
+	// first batch of a folder: its UIDVALIDITY and source), and otherwise
+	// every stateEvery batches and at the end. Between, LastUID may lag
+	// behind the index after a crash: the next run lists those messages
+	// again and skips them by UID (listNew), so nothing is fetched twice.
+	if final || every || !sameIdentity(fs.folder.State(), st) {
+		fs.folder.SetState(st)
+	}
 	return fs.folder.Commit()
 }
 
@@ -420,6 +507,13 @@ func (fs *folderSync) unbindStale() error {
 		}
 	}
 	return nil
+}
+
+// sameIdentity reports whether two sync states agree on everything but
+// the position (LastUID, HIGHESTMODSEQ, time of the last sync).
+func sameIdentity(a, b archive.SyncState) bool {
+	return a.Source == b.Source && a.ServerName == b.ServerName && a.Delimiter == b.Delimiter &&
+		a.UIDValidity == b.UIDValidity && a.Gone == b.Gone
 }
 
 func lastExpected(l []uidSize) uint32 {

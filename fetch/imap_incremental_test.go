@@ -244,3 +244,58 @@ func TestIMAPDovecotEmptyRunScale(t *testing.T) {
 		}
 	}
 }
+
+// A run that stopped after committing messages but before its sync state
+// caught up (the state is written every few batches, not after each)
+// leaves LastUID behind the index. The next run must fetch none of those
+// messages again and still copy their flag changes: the flag sync covers
+// 1:LastUID only, so the listing's flags cover the rest.
+func TestIMAPDovecotLaggingStateResumes(t *testing.T) {
+	s := testbed.Start(t)
+	user := s.AddUser(t, "lagging")
+	for _, format := range imapFormats {
+		t.Run(string(format), func(t *testing.T) {
+			folder := "Lag-" + string(format)
+			s.Import(t, user, testbed.GenMessages(9, 30, testbed.GenOptions{Folders: []string{folder}, AttachmentRate: -1}))
+			a, trace := imapDovecotAccount(s, user)
+			dir := tempArchive(t)
+			mustIMAPFetch(t, a, format, dir, Options{})
+
+			arc := imapOpenArchive(t, format, dir)
+			st, err := arc.FolderState(folder)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.LastUID != 30 {
+				t.Fatalf("LastUID %d after the first run, want 30", st.LastUID)
+			}
+			st.LastUID = 10
+			if err := arc.SetFolderState(folder, st); err != nil {
+				t.Fatal(err)
+			}
+			arc.Close()
+
+			msgs := s.Fetch(t, user, folder)
+			sort.Slice(msgs, func(i, j int) bool { return msgs[i].UID < msgs[j].UID })
+			s.SetFlags(t, user, folder, msgs[4].UID, []string{`\Flagged`})             // below LastUID: CONDSTORE flag sync
+			s.SetFlags(t, user, folder, msgs[19].UID, []string{`\Answered`, "Lagged"}) // above it: only the listing sees it
+
+			trace.Reset()
+			res := mustIMAPFetch(t, a, format, dir, Options{})
+			if res.NewMessages != 0 || trace.bodyFetches() != 0 {
+				t.Errorf("fetched %d messages (%d body fetches) again, want none", res.NewMessages, trace.bodyFetches())
+			}
+			if res.FlagUpdates != 2 {
+				t.Errorf("%d flag updates, want 2", res.FlagUpdates)
+			}
+			if d := diffSnapshots(imapServerSnapshot(t, s, user), archiveSnapshot(t, format, dir)); d != "" {
+				t.Errorf("archive differs from the server:\n%s", d)
+			}
+			arc = imapOpenArchive(t, format, dir)
+			defer arc.Close()
+			if st, _ := arc.FolderState(folder); st.LastUID != 30 {
+				t.Errorf("LastUID %d after the resumed run, want 30", st.LastUID)
+			}
+		})
+	}
+}

@@ -19,6 +19,7 @@ targets=(
 	"./archive FuzzLedger"          # restore ledgers
 	"./archive FuzzEscapeComponent" # folder name -> path component
 	"./archive FuzzFolderNames"     # folder names -> paths: inside the root, injective
+	"./archive FuzzPlainMessageID"  # the fast Message-ID scan agrees with the full header parse
 	"./internal/account FuzzParseURL"
 	"./internal/pop3conn FuzzReplyStream"           # POP3 server replies and message streams
 	"./internal/pop3conn FuzzDotStuffingRoundTrip"  # dot-stuffing: server writer vs client reader

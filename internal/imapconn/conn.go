@@ -236,17 +236,26 @@ func hasPrefixFold(s, prefix string) bool {
 
 // learnHierarchy asks for the delimiter and the personal namespace.
 func (c *Conn) learnHierarchy(ctx context.Context) error {
-	list, err := c.Client.List("", "", nil).Collect()
+	// Both questions go out together: one round trip instead of two.
+	listCmd := c.Client.List("", "", nil)
+	var nsCmd *imapclient.NamespaceCommand
+	if c.Caps.Has(imap.CapNamespace) {
+		nsCmd = c.Client.Namespace()
+	}
+	list, err := listCmd.Collect()
 	if err != nil {
+		if nsCmd != nil {
+			nsCmd.Wait()
+		}
 		return c.Err(err, "asking for the hierarchy delimiter")
 	}
 	for _, d := range list {
 		c.Delim = d.Delim
 	}
-	if !c.Caps.Has(imap.CapNamespace) {
+	if nsCmd == nil {
 		return nil
 	}
-	ns, err := c.Client.Namespace().Wait()
+	ns, err := nsCmd.Wait()
 	if err != nil {
 		// NAMESPACE is a nicety; a server that advertises and then
 		// refuses it is treated as having no prefix.
