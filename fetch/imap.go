@@ -52,9 +52,15 @@ const (
 	// the amount of work a Commit (one durable sync) covers.
 	batchMessages = 250
 	batchBytes    = 24 << 20
-	// pipelineDepth is how many batch FETCH commands one connection keeps
-	// in flight, so the server never waits for the client between them.
-	pipelineDepth = 3
+	// A connection keeps pipelineMessages messages asked for and not yet
+	// read, in at most pipelineCommands FETCH commands, so the server
+	// never waits for the client. The window slides with every message
+	// read, not with every command completed: Dovecot runs pipelined
+	// FETCH commands side by side and interleaves their answers, so
+	// commands in flight tend to complete together, and waiting for
+	// completions would leave the link idle for a round trip each time.
+	pipelineMessages = 2 * batchMessages
+	pipelineCommands = 4
 	// flagCommitEvery bounds the flag updates staged before a Commit.
 	flagCommitEvery = 2000
 	// stateEvery is how many batches may pass between two writes of a
@@ -73,6 +79,8 @@ type imapRun struct {
 	prog    progress.Reporter
 	source  string
 	started time.Time
+
+	commits sync.WaitGroup // folders' last commits, made in the background
 
 	mu       sync.Mutex
 	res      *Result
@@ -143,6 +151,7 @@ func (r *imapRun) run() error {
 	r.touchAll(quiet)
 	slices.SortStableFunc(visits, func(a, b *folderJob) int { return cmp.Compare(b.weight, a.weight) })
 	r.runWorkers(conn, visits) // closes conn
+	r.commits.Wait()
 	return r.finish()
 }
 

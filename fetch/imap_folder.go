@@ -37,6 +37,10 @@ type folderSync struct {
 	rescan bool
 	// pending is the listing sent along with the EXAMINE (nil once read).
 	pending *listing
+	// commitsPending counts batch commits still running.
+	commitsPending sync.WaitGroup
+	// win is the flow control of fetchNew's batches (nil outside them).
+	win *window
 	// checkpoints counts the batches committed (see checkpoint).
 	checkpoints int
 
@@ -119,11 +123,23 @@ func (fs *folderSync) sync() error {
 			return err
 		}
 	}
-	err := fs.fetchNew()
-	if cerr := fs.checkpoint(err == nil); err == nil {
-		err = cerr
+	if err := fs.fetchNew(); err != nil {
+		fs.commitsPending.Wait()
+		if cerr := fs.checkpoint(false); cerr != nil && isRunFatal(cerr) {
+			return cerr
+		}
+		return err
 	}
-	return err
+	// The folder is complete: its last commit (a sync of everything the
+	// last batch wrote) runs while the connection goes on to the next
+	// folder. It can only fail on the archive's disk, which ends the run.
+	r.commits.Go(func() {
+		fs.commitsPending.Wait()
+		if err := fs.checkpoint(true); err != nil {
+			r.folderFailed(j, err)
+		}
+	})
+	return nil
 }
 
 // plan is the dry run: count what is new, change nothing.
@@ -335,25 +351,30 @@ func (fs *folderSync) fetchNew() error {
 	}
 	fs.r.prog.Start(fs.job.name, int64(len(fs.expected)), total)
 
-	sem := make(chan struct{}, pipelineDepth)
+	win := newWindow()
+	fs.win = win
+	defer func() { fs.win = nil }()
 	var wg sync.WaitGroup
 	for _, b := range makeBatches(fs.expected) {
-		sem <- struct{}{}
+		win.waitRoom()
 		if fs.firstErr() != nil || fs.r.stopped() {
-			<-sem
 			break
 		}
+		n := countUIDs(b)
+		win.sent(n)
 		// One goroutine per command in flight: imapclient delivers the
 		// responses of pipelined commands interleaved, and draining them
 		// one after the other deadlocks.
 		cmd := fs.conn.Client.Fetch(b, fullFetch)
 		wg.Add(1)
 		go func() {
-			defer wg.Done()
-			fs.consume(cmd, false)
-			// The next batch goes out before this one is committed: the
-			// server works on it while the disk syncs.
-			<-sem
+			read := fs.consume(cmd, false)
+			win.ended(n - read)
+			// The batch's commit does not hold up the folder: the
+			// connection moves on as soon as the messages are read.
+			fs.commitsPending.Add(1)
+			wg.Done()
+			defer fs.commitsPending.Done()
 			fs.batchDone()
 		}()
 	}
@@ -393,10 +414,17 @@ func makeBatches(list []uidSize) []imap.UIDSet {
 	return out
 }
 
-// consume reads one FETCH command's responses into the archive.
-func (fs *folderSync) consume(cmd *imapclient.FetchCommand, bySeq bool) {
+// consume reads one FETCH command's responses into the archive and
+// returns how many messages it read.
+func (fs *folderSync) consume(cmd *imapclient.FetchCommand, bySeq bool) (read int) {
+	win := fs.win
 	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
-		if err := fs.message(msg); err != nil {
+		err := fs.message(msg)
+		read++
+		if win != nil {
+			win.done(1)
+		}
+		if err != nil {
 			fs.setErr(err)
 			if isRunFatal(err) {
 				fs.r.setFatal(err)
@@ -407,12 +435,73 @@ func (fs *folderSync) consume(cmd *imapclient.FetchCommand, bySeq bool) {
 	if err := cmd.Close(); err != nil {
 		if fs.conn.Broken() {
 			fs.setErr(fs.conn.Err(err, "fetching messages of folder "+shortName(fs.job.box.Name)))
-			return
+			return read
 		}
 		// A NO for the whole command (a server failing one message):
 		// what arrived is kept, the rest is retried one by one.
 		fs.r.log.Info("server refused part of a FETCH", "folder", fs.job.name, "err", err, "by_seq", bySeq)
 	}
+	return read
+}
+
+// window is the flow control of one folder's batch FETCH commands: how
+// many messages are asked for and not read yet, in how many commands.
+type window struct {
+	mu   sync.Mutex
+	cond *sync.Cond
+	msgs int
+	cmds int
+}
+
+func newWindow() *window {
+	w := &window{}
+	w.cond = sync.NewCond(&w.mu)
+	return w
+}
+
+// waitRoom blocks until another batch may be sent. A failing or cancelled
+// folder does not hang here: its commands end, and each end wakes it.
+func (w *window) waitRoom() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.cmds > 0 && (w.msgs >= pipelineMessages || w.cmds >= pipelineCommands) {
+		w.cond.Wait()
+	}
+}
+
+// sent records a batch of n messages sent.
+func (w *window) sent(n int) {
+	w.mu.Lock()
+	w.msgs += n
+	w.cmds++
+	w.mu.Unlock()
+}
+
+// done records n messages read.
+func (w *window) done(n int) {
+	w.mu.Lock()
+	w.msgs -= n
+	w.mu.Unlock()
+	w.cond.Broadcast()
+}
+
+// ended records the end of a command, undelivered of whose messages
+// never came (the server left them out; fetchMissing goes after them).
+func (w *window) ended(undelivered int) {
+	w.mu.Lock()
+	w.msgs -= undelivered
+	w.cmds--
+	w.mu.Unlock()
+	w.cond.Broadcast()
+}
+
+// countUIDs is the number of UIDs in a set without "*".
+func countUIDs(set imap.UIDSet) int {
+	n := 0
+	for _, r := range set {
+		n += int(r.Stop-r.Start) + 1
+	}
+	return n
 }
 
 // batchDone is called when a batch's command has completed: the messages

@@ -365,8 +365,10 @@ func (c *Conn) Abort() {
 
 var errAborted = errors.New("connection aborted after a failed transfer")
 
-// Close logs out politely, waiting a few seconds at most, and closes the
-// connection. Safe to call more than once.
+// Close sends LOGOUT and closes the connection, without waiting for the
+// server's answer: the server ends the session on reading the command,
+// and waiting would add a round trip to the end of every run. Safe to
+// call more than once.
 func (c *Conn) Close() error {
 	if c == nil || c.closed.Swap(true) {
 		return nil
@@ -379,7 +381,7 @@ func (c *Conn) Close() error {
 	if !c.dead() {
 		done := make(chan struct{})
 		go func() {
-			c.Client.Logout().Wait()
+			c.Client.Logout() // returns once sent; a stuck writer is cut by the timer
 			close(done)
 		}()
 		t := time.NewTimer(logoutWait)

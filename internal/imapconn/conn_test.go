@@ -464,8 +464,8 @@ func TestCloseLogsOutQuicklyFromStuckServer(t *testing.T) {
 	c := dialOK(t, a)
 	start := time.Now()
 	c.Close()
-	if d := time.Since(start); d > logoutWait+time.Second {
-		t.Errorf("Close took %v", d)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Close took %v; it should not wait for the answer to LOGOUT", d)
 	}
 }
 
