@@ -373,6 +373,18 @@ func (f *Folder) Entries() []Meta {
 	return out
 }
 
+// HighestUID is the highest server UID among the committed messages (0
+// when none has one).
+func (f *Folder) HighestUID() uint32 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var top uint32
+	for uid := range f.idx.byUID {
+		top = max(top, uid)
+	}
+	return top
+}
+
 // ByUID finds the committed message with this IMAP UID (the latest one if
 // the folder's UIDVALIDITY changed and a UID repeats).
 func (f *Folder) ByUID(uid uint32) (Meta, bool) {

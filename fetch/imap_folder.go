@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -37,6 +38,11 @@ type folderSync struct {
 	rescan bool
 	// pending is the listing sent along with the EXAMINE (nil once read).
 	pending *listing
+	// dynamicFrom, while a body listing is read, admits new UIDs from it
+	// on as they come (0 otherwise).
+	dynamicFrom imap.UID
+	// announced: the folder's totals went to the progress reporter.
+	announced bool
 	// commitsPending counts batch commits still running.
 	commitsPending sync.WaitGroup
 	// win is the flow control of fetchNew's batches (nil outside them).
@@ -82,8 +88,14 @@ func (r *imapRun) syncFolder(conn *imapconn.Conn, j *folderJob) error {
 	// distant server charges for. It assumes UIDVALIDITY is unchanged;
 	// listNew drops it and lists again when it is not.
 	var pending *listing
-	if st.LastUID < math.MaxUint32 {
-		pending = startListing(conn, imap.UID(st.LastUID+1))
+	if from := imap.UID(st.LastUID + 1); st.LastUID < math.MaxUint32 {
+		if !r.opt.DryRun && fitsOneBatch(j, st) && (j.folder == nil || j.folder.HighestUID() <= st.LastUID) {
+			// New mail that fits in one batch: its bodies are asked for
+			// in the same round trip and list themselves.
+			pending = startBodyListing(conn, from)
+		} else {
+			pending = startListing(conn, from)
+		}
 	}
 	sel, err := selCmd.Wait()
 	if err != nil {
@@ -102,6 +114,30 @@ func (r *imapRun) syncFolder(conn *imapconn.Conn, j *folderJob) error {
 	return fs.sync()
 }
 
+// fitsOneBatch reports whether, by the folder's status (LIST-STATUS or
+// STATUS) and its sync state, the new messages fit in one batch, so that
+// fetching "every UID after the last archived" at once is as good as the
+// listing and the batches. Unknown sizes or an expected UIDVALIDITY
+// change make it false; so does (checked by the caller) an index holding
+// UIDs beyond LastUID, left by a run that stopped before its sync state
+// caught up: those messages would come again, and their flags are only
+// synced through the listing.
+func fitsOneBatch(j *folderJob, st archive.SyncState) bool {
+	s := j.status
+	if s == nil || s.UIDNext == 0 || s.UIDValidity == 0 || s.NumMessages == nil || s.Size == nil {
+		return false
+	}
+	if st.UIDValidity != 0 && st.UIDValidity != s.UIDValidity {
+		return false
+	}
+	next := uint32(s.UIDNext)
+	if next <= st.LastUID+1 || *s.NumMessages == 0 {
+		return false // nothing new
+	}
+	newUIDs := min(next-1-st.LastUID, *s.NumMessages)
+	return newUIDs <= batchMessages && estimateBytes(s, newUIDs) <= batchBytes
+}
+
 func (fs *folderSync) sync() error {
 	r, j := fs.r, fs.job
 	fs.st.Source, fs.st.ServerName, fs.st.Delimiter, fs.st.Gone = r.source, j.box.Name, delimString(j.box.Delim), false
@@ -115,15 +151,17 @@ func (fs *folderSync) sync() error {
 	// The listing is read before the flags are asked for: two FETCH
 	// commands in flight over the same UIDs could have their answers
 	// routed to the wrong one.
-	if err := fs.listNew(); err != nil {
-		return err
+	err := fs.listNew() // a body listing archives messages already
+	if err == nil && !fs.rescan && fs.st.LastUID > 0 {
+		err = fs.syncFlags()
 	}
-	if !fs.rescan && fs.st.LastUID > 0 {
-		if err := fs.syncFlags(); err != nil {
-			return err
-		}
+	if err == nil {
+		err = fs.fetchNew()
 	}
-	if err := fs.fetchNew(); err != nil {
+	if err != nil {
+		// What arrived is committed now, before anything else touches
+		// the folder: a retry must find it in the index, or it would
+		// fetch and append it a second time.
 		fs.commitsPending.Wait()
 		if cerr := fs.checkpoint(false); cerr != nil && isRunFatal(cerr) {
 			return cerr
@@ -247,6 +285,13 @@ func (fs *folderSync) listNew() error {
 		l.discard()
 		return nil
 	}
+	if l != nil && l.fetch == nil {
+		if !fs.rescan {
+			return fs.listFromBodies(l)
+		}
+		l.discard()
+		l = nil
+	}
 	if l == nil {
 		l = startListing(fs.conn, from)
 	}
@@ -312,8 +357,104 @@ func (fs *folderSync) listNew() error {
 // SEARCH of the same range that cross-checks it.
 type listing struct {
 	from   imap.UID
-	fetch  *imapclient.FetchCommand
+	fetch  *imapclient.FetchCommand // nil for a body listing
 	search *imapclient.SearchCommand
+	// bodies, in a body listing, is `UID FETCH n:* (... BODY.PEEK[])`:
+	// the messages themselves, which list what is new as they come.
+	bodies *imapclient.FetchCommand
+}
+
+func startBodyListing(conn *imapconn.Conn, from imap.UID) *listing {
+	rng := imap.UIDSet{{Start: from, Stop: 0}}
+	var opts *imap.SearchOptions
+	if conn.Caps.Has(imap.CapESearch) {
+		opts = &imap.SearchOptions{ReturnAll: true}
+	}
+	return &listing{
+		from:   from,
+		search: conn.Client.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{rng}}, opts),
+		bodies: conn.Client.Fetch(rng, fullFetch),
+	}
+}
+
+// listFromBodies reads a body listing: the messages are archived as they
+// come, each new UID admitted as it shows up (dynamicFrom), while the
+// SEARCH of the same range tells which UIDs exist; those that did not
+// come are left pending for the batches and fetchMissing. Both are read
+// at once: Dovecot interleaves the answers of pipelined commands.
+func (fs *folderSync) listFromBodies(l *listing) error {
+	s := fs.job.status
+	n := min(uint32(s.UIDNext)-1-min(fs.st.LastUID, uint32(s.UIDNext)-1), *s.NumMessages)
+	fs.r.prog.Start(fs.job.name, int64(n), estimateBytes(s, n))
+	fs.announced = true
+	fs.mu.Lock()
+	fs.pos = map[imap.UID]int{}
+	fs.dynamicFrom = l.from
+	fs.mu.Unlock()
+
+	consumed := make(chan struct{})
+	go func() {
+		defer close(consumed)
+		fs.consume(l.bodies, false)
+	}()
+	data, serr := l.search.Wait()
+	<-consumed
+
+	fs.mu.Lock()
+	fs.dynamicFrom = 0
+	if serr == nil {
+		for _, uid := range data.AllUIDs() {
+			fs.admit(uid, l.from)
+		}
+	}
+	// Back into UID order, states along.
+	order := make([]int, len(fs.expected))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(fs.expected[a].uid, fs.expected[b].uid) })
+	expected := make([]uidSize, len(order))
+	state := make([]uidState, len(order))
+	for i, o := range order {
+		expected[i], state[i] = fs.expected[o], fs.state[o]
+		fs.pos[expected[i].uid] = i
+	}
+	fs.expected, fs.state = expected, state
+	fs.mu.Unlock()
+
+	// What came is committed like a batch, in the background.
+	fs.commitsPending.Add(1)
+	go func() {
+		defer fs.commitsPending.Done()
+		fs.batchDone()
+	}()
+	if err := fs.firstErr(); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fs.conn.Err(serr, "searching new messages of folder "+shortName(fs.job.box.Name))
+	}
+	return nil
+}
+
+// admit adds uid to the expected messages if it is new: at or after from,
+// not expected yet, and not archived already. fs.mu is held.
+func (fs *folderSync) admit(uid, from imap.UID) (int, bool) {
+	if i, ok := fs.pos[uid]; ok {
+		return i, true
+	}
+	if uid < from {
+		return 0, false
+	}
+	if fs.folder != nil {
+		if _, have := fs.folder.ByUID(uint32(uid)); have {
+			return 0, false
+		}
+	}
+	fs.expected = append(fs.expected, uidSize{uid: uid})
+	fs.state = append(fs.state, uidPending)
+	fs.pos[uid] = len(fs.expected) - 1
+	return len(fs.expected) - 1, true
 }
 
 func startListing(conn *imapconn.Conn, from imap.UID) *listing {
@@ -335,8 +476,20 @@ func (l *listing) discard() {
 	if l == nil {
 		return
 	}
-	l.fetch.Close()
+	// Read side by side: the server may interleave the answers, and an
+	// unread body holds up everything after it.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if l.bodies != nil {
+			l.bodies.Close()
+		}
+	}()
+	if l.fetch != nil {
+		l.fetch.Close()
+	}
 	l.search.Wait()
+	<-done
 }
 
 // fetchNew fetches the new messages in pipelined batches, then goes after
@@ -345,17 +498,19 @@ func (fs *folderSync) fetchNew() error {
 	if len(fs.expected) == 0 {
 		return nil
 	}
-	var total int64
-	for _, e := range fs.expected {
-		total += e.size
+	if !fs.announced {
+		var total int64
+		for _, e := range fs.expected {
+			total += e.size
+		}
+		fs.r.prog.Start(fs.job.name, int64(len(fs.expected)), total)
 	}
-	fs.r.prog.Start(fs.job.name, int64(len(fs.expected)), total)
 
 	win := newWindow()
 	fs.win = win
 	defer func() { fs.win = nil }()
 	var wg sync.WaitGroup
-	for _, b := range makeBatches(fs.expected) {
+	for _, b := range makeBatches(fs.pendingExpected()) {
 		win.waitRoom()
 		if fs.firstErr() != nil || fs.r.stopped() {
 			break
@@ -383,6 +538,19 @@ func (fs *folderSync) fetchNew() error {
 		return err
 	}
 	return fs.fetchMissing()
+}
+
+// pendingExpected lists the expected messages not archived yet.
+func (fs *folderSync) pendingExpected() []uidSize {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	var out []uidSize
+	for i, e := range fs.expected {
+		if fs.state[i] == uidPending {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // fullFetch asks for everything archived about a message. BODY.PEEK
@@ -643,7 +811,7 @@ const (
 func (fs *folderSync) claim(uid imap.UID) bool {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	i, ok := fs.pos[uid]
+	i, ok := fs.slot(uid)
 	if !ok || fs.state[i] != uidPending {
 		return false
 	}
@@ -668,8 +836,18 @@ func (fs *folderSync) finish(uid imap.UID, ok bool) {
 func (fs *folderSync) wanted(uid imap.UID) bool {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	i, ok := fs.pos[uid]
+	i, ok := fs.slot(uid)
 	return ok && fs.state[i] == uidPending
+}
+
+// slot finds an expected UID, admitting it first while a body listing is
+// read (see listFromBodies). fs.mu is held.
+func (fs *folderSync) slot(uid imap.UID) (int, bool) {
+	if fs.dynamicFrom != 0 {
+		return fs.admit(uid, fs.dynamicFrom)
+	}
+	i, ok := fs.pos[uid]
+	return i, ok
 }
 
 func (fs *folderSync) missing() []imap.UID {

@@ -299,3 +299,57 @@ func TestIMAPDovecotLaggingStateResumes(t *testing.T) {
 		})
 	}
 }
+
+// A folder whose new mail fits in one batch is fetched in one round trip:
+// EXAMINE, the UID SEARCH and the body FETCH go out together, and the
+// bodies list themselves (no separate listing). Bigger folders keep the
+// listing and the batches. Either way the archive equals the server.
+func TestIMAPDovecotSmallFolderInOneRoundTrip(t *testing.T) {
+	s := testbed.Start(t)
+	user := s.AddUser(t, "oneround")
+	s.Import(t, user, testbed.GenMessages(21, 30, testbed.GenOptions{Folders: []string{"Small"}, AttachmentRate: -1}))
+	s.Import(t, user, testbed.GenMessages(22, batchMessages+20, testbed.GenOptions{Folders: []string{"Big"}, AttachmentRate: -1}))
+	for _, format := range imapFormats {
+		t.Run(string(format), func(t *testing.T) {
+			a, trace := imapDovecotAccount(s, user)
+			dir := tempArchive(t)
+			server := imapServerSnapshot(t, s, user)
+			want := len(server["Small"]) + len(server["Big"])
+			res := mustIMAPFetch(t, a, format, dir, Options{Include: []string{"Small", "Big"}})
+			if res.NewMessages != want {
+				t.Errorf("fetched %d messages, want %d", res.NewMessages, want)
+			}
+			// Small: one body FETCH of the whole new range, no listing.
+			// Big: the listing, then batches by UID.
+			if n := trace.count("UID FETCH 1:* (", "BODY.PEEK[]"); n != 1 {
+				t.Errorf("%d body FETCHes of 1:*, want 1 (the small folder's):\n%s", n, trace.String())
+			}
+			listings := 0
+			for _, l := range strings.Split(trace.String(), "\n") {
+				if strings.Contains(l, " C: ") && strings.Contains(l, "UID FETCH 1:* (") && !strings.Contains(l, "BODY") {
+					listings++
+				}
+			}
+			if listings != 1 {
+				t.Errorf("%d listings, want 1 (the big folder's)", listings)
+			}
+			if d := diffSnapshots(imapServerSnapshot(t, s, user), archiveSnapshot(t, format, dir)); d != "" {
+				t.Errorf("archive differs from the server:\n%s", d)
+			}
+
+			// Five new in the small folder: one round trip again, from UID 31.
+			s.Import(t, user, testbed.GenMessages(int64(23+len(format)), 5, testbed.GenOptions{Folders: []string{"Small"}, AttachmentRate: -1}))
+			trace.Reset()
+			res = mustIMAPFetch(t, a, format, dir, Options{Include: []string{"Small", "Big"}})
+			if res.NewMessages != 5 {
+				t.Errorf("second run fetched %d messages, want 5", res.NewMessages)
+			}
+			if n := trace.count("UID FETCH ", ":* (", "BODY.PEEK[]"); n != 1 || trace.bodyFetches() != 1 {
+				t.Errorf("second run: %d body FETCHes of n:*, %d in all; want 1 and 1:\n%s", n, trace.bodyFetches(), trace.String())
+			}
+			if d := diffSnapshots(imapServerSnapshot(t, s, user), archiveSnapshot(t, format, dir)); d != "" {
+				t.Errorf("archive differs from the server after the second run:\n%s", d)
+			}
+		})
+	}
+}
