@@ -131,13 +131,21 @@ type folderJob struct {
 }
 
 func (r *imapRun) run() error {
+	var dials *extraDials
+	if !r.opt.DryRun && r.opt.Connections > 1 && r.freshArchive() {
+		// A first backup: every connection will have work, so the extra
+		// ones log in alongside the first instead of after the plan.
+		dials = r.startDials(r.opt.Connections - 1)
+	}
 	conn, err := imapconn.Dial(r.ctx, r.acct)
 	if err != nil {
+		dials.closeAll()
 		return r.runError(err)
 	}
 	jobs, err := r.plan(conn)
 	if err != nil {
 		conn.Close()
+		dials.closeAll()
 		return r.runError(err)
 	}
 	var visits, quiet []*folderJob
@@ -150,7 +158,7 @@ func (r *imapRun) run() error {
 	}
 	r.touchAll(quiet)
 	slices.SortStableFunc(visits, func(a, b *folderJob) int { return cmp.Compare(b.weight, a.weight) })
-	r.runWorkers(conn, visits) // closes conn
+	r.runWorkers(conn, visits, dials) // closes every connection
 	r.commits.Wait()
 	return r.finish()
 }
@@ -458,8 +466,9 @@ func (r *imapRun) markGone(listed map[string]bool) error {
 // connections, the first of which is conn. Work starts on conn at once;
 // each extra connection joins as soon as it is logged in (a login costs
 // a few round trips, which would otherwise delay every folder). Any the
-// server refuses (a connection limit) are simply not used.
-func (r *imapRun) runWorkers(conn *imapconn.Conn, jobs []*folderJob) {
+// server refuses (a connection limit) are simply not used. dials, when
+// not nil, are extra connections dialled already.
+func (r *imapRun) runWorkers(conn *imapconn.Conn, jobs []*folderJob, dials *extraDials) {
 	queue := make(chan *folderJob, len(jobs))
 	for _, j := range jobs {
 		queue <- j
@@ -471,23 +480,74 @@ func (r *imapRun) runWorkers(conn *imapconn.Conn, jobs []*folderJob) {
 		defer wg.Done()
 		r.worker(conn, queue)
 	}()
-	extra := min(r.opt.Connections, len(jobs)) - 1
+	extra := max(min(r.opt.Connections, len(jobs))-1, 0)
 	if r.opt.DryRun {
 		extra = 0
 	}
-	for range max(extra, 0) {
+	if dials == nil {
+		dials = r.startDials(extra)
+	}
+	for i := range dials.n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := r.dial()
-			if err != nil {
-				r.log.Info("extra connection not available; continuing with fewer", "err", err)
-				return
+			c := <-dials.ch
+			switch {
+			case c == nil:
+			case i >= extra:
+				c.Close() // dialled early, but there is no work for it
+			default:
+				r.worker(c, queue)
 			}
-			r.worker(c, queue)
 		}()
 	}
 	wg.Wait()
+}
+
+// extraDials are extra connections being dialled; each dial delivers a
+// connection, or nil when the server refused it.
+type extraDials struct {
+	ch chan *imapconn.Conn
+	n  int
+}
+
+func (r *imapRun) startDials(n int) *extraDials {
+	d := &extraDials{ch: make(chan *imapconn.Conn, n), n: n}
+	for range n {
+		go func() {
+			c, err := r.dial()
+			if err != nil {
+				r.log.Info("extra connection not available; continuing with fewer", "err", err)
+				c = nil
+			}
+			d.ch <- c
+		}()
+	}
+	return d
+}
+
+// closeAll waits for the dials and closes what they opened (the run ended
+// before they were used).
+func (d *extraDials) closeAll() {
+	if d == nil {
+		return
+	}
+	for range d.n {
+		if c := <-d.ch; c != nil {
+			c.Close()
+		}
+	}
+}
+
+// freshArchive reports whether the archive holds nothing of this account
+// yet: the run is a first backup.
+func (r *imapRun) freshArchive() bool {
+	for _, name := range r.arc.FolderNames() {
+		if st, err := r.arc.FolderState(name); err == nil && st.Source == r.source {
+			return false
+		}
+	}
+	return true
 }
 
 // worker syncs folders off the queue until it is empty or the run stops.

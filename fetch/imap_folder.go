@@ -89,13 +89,10 @@ func (r *imapRun) syncFolder(conn *imapconn.Conn, j *folderJob) error {
 	// listNew drops it and lists again when it is not.
 	var pending *listing
 	if from := imap.UID(st.LastUID + 1); st.LastUID < math.MaxUint32 {
-		if !r.opt.DryRun && fitsOneBatch(j, st) && (j.folder == nil || j.folder.HighestUID() <= st.LastUID) {
-			// New mail that fits in one batch: its bodies are asked for
-			// in the same round trip and list themselves.
-			pending = startBodyListing(conn, from)
-		} else {
-			pending = startListing(conn, from)
-		}
+		// New mail that fits in one batch has its bodies asked for in the
+		// same round trip; they list themselves.
+		bodies := !r.opt.DryRun && fitsOneBatch(j, st) && (j.folder == nil || j.folder.HighestUID() <= st.LastUID)
+		pending = startListing(conn, from, bodies)
 	}
 	sel, err := selCmd.Wait()
 	if err != nil {
@@ -293,7 +290,7 @@ func (fs *folderSync) listNew() error {
 		l = nil
 	}
 	if l == nil {
-		l = startListing(fs.conn, from)
+		l = startListing(fs.conn, from, false)
 	}
 	cmd, search := l.fetch, l.search
 	seen := map[imap.UID]bool{}
@@ -362,19 +359,6 @@ type listing struct {
 	// bodies, in a body listing, is `UID FETCH n:* (... BODY.PEEK[])`:
 	// the messages themselves, which list what is new as they come.
 	bodies *imapclient.FetchCommand
-}
-
-func startBodyListing(conn *imapconn.Conn, from imap.UID) *listing {
-	rng := imap.UIDSet{{Start: from, Stop: 0}}
-	var opts *imap.SearchOptions
-	if conn.Caps.Has(imap.CapESearch) {
-		opts = &imap.SearchOptions{ReturnAll: true}
-	}
-	return &listing{
-		from:   from,
-		search: conn.Client.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{rng}}, opts),
-		bodies: conn.Client.Fetch(rng, fullFetch),
-	}
 }
 
 // listFromBodies reads a body listing: the messages are archived as they
@@ -457,17 +441,24 @@ func (fs *folderSync) admit(uid, from imap.UID) (int, bool) {
 	return len(fs.expected) - 1, true
 }
 
-func startListing(conn *imapconn.Conn, from imap.UID) *listing {
+// startListing sends the listing of the UIDs from `from` on, with the UID
+// SEARCH of the same range that cross-checks it: `UID FETCH n:* (UID
+// RFC822.SIZE FLAGS INTERNALDATE)`, or with bodies the body FETCH itself
+// (a body listing, see listFromBodies).
+func startListing(conn *imapconn.Conn, from imap.UID, bodies bool) *listing {
 	rng := imap.UIDSet{{Start: from, Stop: 0}}
+	l := &listing{from: from}
+	if bodies {
+		l.bodies = conn.Client.Fetch(rng, fullFetch)
+	} else {
+		l.fetch = conn.Client.Fetch(rng, &imap.FetchOptions{UID: true, RFC822Size: true, Flags: true, InternalDate: true})
+	}
 	var opts *imap.SearchOptions
 	if conn.Caps.Has(imap.CapESearch) {
 		opts = &imap.SearchOptions{ReturnAll: true}
 	}
-	return &listing{
-		from:   from,
-		fetch:  conn.Client.Fetch(rng, &imap.FetchOptions{UID: true, RFC822Size: true, Flags: true, InternalDate: true}),
-		search: conn.Client.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{rng}}, opts),
-	}
+	l.search = conn.Client.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{rng}}, opts)
+	return l
 }
 
 // discard reads and drops the answers of a listing that is not needed

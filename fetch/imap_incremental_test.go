@@ -353,3 +353,37 @@ func TestIMAPDovecotSmallFolderInOneRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+// A first backup dials its extra connections alongside the first one,
+// not after the plan; a later run with work for one folder only does not
+// open a second connection at all.
+func TestIMAPDovecotFirstBackupDialsEarly(t *testing.T) {
+	s := testbed.Start(t)
+	user := s.AddUser(t, "early")
+	s.Import(t, user, testbed.GenMessages(31, 40, testbed.GenOptions{Folders: []string{"INBOX", "Sent"}, AttachmentRate: -1}))
+	a, trace := imapDovecotAccount(s, user)
+	dir := tempArchive(t)
+	mustIMAPFetch(t, a, archive.Maildir, dir, Options{Connections: 2})
+	lines := strings.Split(trace.String(), "\n")
+	second, list := -1, -1
+	for i, l := range lines {
+		if second < 0 && strings.Contains(l, "imap[") && strings.Contains(l, "-- connecting") && i > 0 {
+			second = i
+		}
+		if list < 0 && strings.Contains(l, " C: ") && strings.Contains(l, `LIST "" "*"`) {
+			list = i
+		}
+	}
+	if second < 0 || list < 0 || second > list {
+		t.Errorf("second connection dialled at trace line %d, the folder list asked at %d; want the dial first:\n%s", second, list, trace.String())
+	}
+
+	s.Import(t, user, testbed.GenMessages(32, 3, testbed.GenOptions{Folders: []string{"INBOX"}, AttachmentRate: -1}))
+	trace.Reset()
+	if res := mustIMAPFetch(t, a, archive.Maildir, dir, Options{Connections: 2}); res.NewMessages != 3 {
+		t.Errorf("second run fetched %d, want 3", res.NewMessages)
+	}
+	if n := strings.Count(trace.String(), "-- connecting"); n != 1 {
+		t.Errorf("second run opened %d connections for one folder's work, want 1", n)
+	}
+}
