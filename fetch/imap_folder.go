@@ -725,7 +725,7 @@ func (fs *folderSync) checkpoint(final bool) error {
 			return err
 		}
 	}
-	// The sync state is a file replaced with three syncs, so a batch
+	// The sync state is a file replaced with two syncs, so a batch
 	// rewrites it only when it tells something new about the folder (the
 	// first batch of a folder: its UIDVALIDITY and source), and otherwise
 	// every stateEvery batches and at the end. Between, LastUID may lag
