@@ -35,6 +35,9 @@ type variant struct {
 	Check   func(rep int, output string) error
 	// Unavailable, when set, skips the variant with this reason.
 	Unavailable string
+	// MaxReps, when positive, caps this variant's runs below the group's
+	// (a slow reference peer that would otherwise dominate the bench time).
+	MaxReps int
 
 	runs []runResult
 }
@@ -68,7 +71,7 @@ func (g *group) run(ctx context.Context, logf func(string, ...any)) error {
 			}
 		}
 		for _, v := range g.Variants {
-			if v.Unavailable != "" {
+			if v.Unavailable != "" || (v.MaxReps > 0 && rep >= v.MaxReps) {
 				continue
 			}
 			if err := ctx.Err(); err != nil {

@@ -559,7 +559,7 @@ func chownTree(dir string, uid, gid int) error {
 func (b *bench) offlineIMAPFetch(name string, port int, dir string, want func() int) *variant {
 	cfg := filepath.Join(dir, "offlineimaprc")
 	v := &variant{Name: name, Kind: kindPeer, Unavailable: b.peerMissing("offlineimap"),
-		Note: "OfflineIMAP: fsync on (its default), one connection"}
+		Note: "OfflineIMAP: fsync on (its default), one connection; at most 3 runs (about 45 s each)", MaxReps: 3}
 	v.Prepare = func(int) error {
 		if err := freshDir(dir, "mail", "meta"); err != nil {
 			return err
