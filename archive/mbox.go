@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -27,10 +26,10 @@ type mboxStore struct {
 	env      storeEnv
 	path     string
 	readOnly bool
-	f        *os.File // writable only
-	end      int64    // where the next message goes
-	synced   int64    // end at the last sync
-	bw       *bufio.Writer
+	f        *os.File    // writable only
+	end      int64       // where the next message goes
+	synced   int64       // end at the last sync
+	tail     *tailBuffer // appends not yet written to the file
 	buf      []byte
 	base     *imapBase // the first message's X-IMAPbase header, nil if none
 
@@ -194,24 +193,19 @@ func (s *mboxStore) append(src io.Reader, msg *pendingMsg) error {
 	if s.f == nil {
 		return ErrReadOnly
 	}
-	if s.bw == nil {
-		s.bw = bufio.NewWriterSize(nil, 256<<10)
+	if s.tail == nil {
+		s.tail = newTailBuffer(s.f, s.end, 256<<10)
 		s.buf = make([]byte, 64<<10)
 	}
 	off := s.end
-	s.bw.Reset(io.NewOffsetWriter(s.f, off))
 	loc, err := s.writeMessage(src, msg)
-	if err == nil {
-		err = s.bw.Flush()
-	}
 	if err != nil {
-		// Leave no partial message: cut back to where it began. The file
-		// offset is ours alone (positional writes), so the next append
-		// starts there too.
+		// Leave no partial message: cut back to where it began, in the
+		// buffer and, if part of it was written, in the file.
 		if off == 0 {
 			s.base = nil
 		}
-		if terr := s.f.Truncate(off); terr != nil {
+		if terr := s.tail.cut(off); terr != nil {
 			return fmt.Errorf("%w (and cutting the partial message failed: %v)", err, terr)
 		}
 		return err
@@ -250,6 +244,12 @@ func (s *mboxStore) registerKeywords(flags []string) {
 		b.full = true
 		s.env.log.Debug("X-IMAPbase is full; further keywords are kept in the index only", "folder", s.env.folder)
 		return
+	}
+	if s.tail != nil && s.tail.holds(b.valueOff+imapBaseValueSize) {
+		if err := s.tail.Flush(); err != nil {
+			s.env.log.Warn("cannot update the keyword list in X-IMAPbase", "folder", s.env.folder, "err", err)
+			return
+		}
 	}
 	if _, err := s.f.WriteAt([]byte(value), b.valueOff); err != nil {
 		s.env.log.Warn("cannot update the keyword list in X-IMAPbase", "folder", s.env.folder, "err", err)
@@ -335,10 +335,10 @@ func (s *mboxStore) writeMessage(src io.Reader, msg *pendingMsg) (mboxLoc, error
 		s.base = base
 	}
 	pre += statusLines(msg.flags)
-	if _, err := s.bw.WriteString(pre); err != nil {
+	if _, err := s.tail.WriteString(pre); err != nil {
 		return loc, err
 	}
-	cw := &countingWriter{w: s.bw}
+	cw := &countingWriter{w: s.tail}
 	codec := newRDCodec(false)
 	var last byte
 	var total int64
@@ -365,7 +365,7 @@ func (s *mboxStore) writeMessage(src io.Reader, msg *pendingMsg) (mboxLoc, error
 	if total == 0 || last != '\n' {
 		trailer = "\n\n"
 	}
-	if _, err := s.bw.WriteString(trailer); err != nil {
+	if _, err := s.tail.WriteString(trailer); err != nil {
 		return loc, err
 	}
 	loc.pre = int64(len(pre))
@@ -486,6 +486,11 @@ func (s *mboxStore) sync() error {
 	if s.f == nil || s.end == s.synced {
 		return nil
 	}
+	if s.tail != nil {
+		if err := s.tail.Flush(); err != nil {
+			return err
+		}
+	}
 	if err := s.f.Sync(); err != nil {
 		return err
 	}
@@ -497,6 +502,9 @@ func (s *mboxStore) rollback() error {
 	clear(s.pendingFlags)
 	if s.f == nil || s.end == s.synced {
 		return nil
+	}
+	if s.tail != nil {
+		s.tail.reset(s.synced)
 	}
 	if err := truncateSync(s.f, s.synced); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package imapconn
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -52,6 +53,10 @@ func (e *ProtocolError) Error() string { return e.Msg }
 type wire struct {
 	raw     net.Conn
 	timeout time.Duration
+	// in reads ahead of the raw connection: a message body arrives in a
+	// few large reads instead of one or more per message (imapclient's
+	// own buffer is 4 KiB, and reads of a literal's end stop at it).
+	in *bufio.Reader
 
 	mu      sync.Mutex
 	owed    map[string]struct{} // command tags (and pseudo waits) the server must still answer
@@ -69,8 +74,14 @@ type wire struct {
 }
 
 func newWire(raw net.Conn, timeout time.Duration, trace *tracer) *wire {
-	return &wire{raw: raw, timeout: timeout, owed: map[string]struct{}{}, trace: trace}
+	w := &wire{raw: raw, timeout: timeout, owed: map[string]struct{}{}, trace: trace}
+	w.in = bufio.NewReaderSize(deadlineReader{w}, readAhead)
+	return w
 }
+
+// readAhead is the size of a connection's read buffer: big enough that a
+// fast server's stream comes in a few system calls per megabyte.
+const readAhead = 256 << 10
 
 // expect registers something the server must answer (a command tag, or a
 // pseudo wait such as the greeting or the TLS handshake) and arms the read
@@ -140,20 +151,31 @@ func (w *wire) cause() error {
 	return w.failure
 }
 
-// rawConn is the TCP connection with the deadlines of wire applied. It
-// sits under TLS.
+// rawConn is the TCP connection with the deadlines of wire applied and
+// its reads buffered. It sits under TLS.
 type rawConn struct {
 	net.Conn
 	w *wire
 }
 
 func (c rawConn) Read(b []byte) (int, error) {
+	if err := c.w.cause(); err != nil {
+		return 0, err
+	}
+	return c.w.in.Read(b)
+}
+
+// deadlineReader reads the TCP connection with the inactivity deadline
+// armed whenever the server owes an answer.
+type deadlineReader struct{ w *wire }
+
+func (c deadlineReader) Read(b []byte) (int, error) {
 	for {
 		if err := c.w.cause(); err != nil {
 			return 0, err
 		}
 		c.w.armRead()
-		n, err := c.Conn.Read(b)
+		n, err := c.w.raw.Read(b)
 		if n > 0 || err == nil {
 			return n, err
 		}
