@@ -34,6 +34,12 @@ type Folder struct {
 	idx     *index
 	ixf     *indexFile
 
+	// commitMu lets one Commit run at a time. It is taken before mu and
+	// held for the whole Commit, while mu is released during the syncs:
+	// appends go on meanwhile. Whatever must not change under a running
+	// Commit (flag changes, which rename maildir files; Close) takes it
+	// too.
+	commitMu    sync.Mutex
 	mu          sync.Mutex
 	state       SyncState
 	stateDirty  bool
@@ -248,6 +254,8 @@ func dateFromHeader(received, date string) time.Time {
 // SetFlags replaces a message's flags. Maildir renames the file at once;
 // the index learns the new flags at the next Commit.
 func (f *Folder) SetFlags(key string, flags []string) error {
+	f.commitMu.Lock() // a message being committed is in neither staging nor index
+	defer f.commitMu.Unlock()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.writable(); err != nil {
@@ -280,6 +288,8 @@ func (f *Folder) SetFlags(key string, flags []string) error {
 // Commit, which writes it to the index as a record of its own, so a crash
 // leaves either the old binding or the new one.
 func (f *Folder) SetUID(key string, uid uint32) error {
+	f.commitMu.Lock()
+	defer f.commitMu.Unlock()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.writable(); err != nil {
@@ -305,47 +315,118 @@ func (f *Folder) SetUID(key string, uid uint32) error {
 // index records that make those messages count, then the sync state. A
 // crash at any point leaves the previous commit intact; what follows it is
 // removed by the next Open.
+//
+// The syncs run without the folder's lock: Append may add messages while
+// a Commit runs; they belong to the next one.
 func (f *Folder) Commit() error {
+	f.commitMu.Lock()
+	defer f.commitMu.Unlock()
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if err := f.writable(); err != nil {
+		f.mu.Unlock()
 		return err
 	}
 	if len(f.staged) == 0 && !f.stateDirty {
+		f.mu.Unlock()
 		return nil
 	}
-	if err := f.st.sync(); err != nil {
+	syncData, finish, err := f.st.startSync()
+	if err != nil {
+		f.mu.Unlock()
 		return f.a.ioErr(err, "commit folder %q: syncing messages", f.name)
 	}
-	if len(f.staged) > 0 {
-		if err := f.ixf.appendRecords(f.staged); err != nil {
-			return f.a.ioErr(err, "commit folder %q: writing index", f.name)
+	c := f.takeStaged()
+	f.mu.Unlock()
+
+	if syncData != nil {
+		err = syncData()
+	}
+	dataErr := err
+	if err == nil && len(c.records) > 0 {
+		if err = f.ixf.appendRecords(c.records); err != nil {
+			err = f.a.ioErr(err, "commit folder %q: writing index", f.name)
 		}
-		for i := range f.staged {
-			if err := f.idx.apply(&f.staged[i]); err != nil {
-				// The records were just built by this Folder; this is a bug.
-				return fmt.Errorf("commit folder %q: %w", f.name, err)
-			}
+	} else if err != nil {
+		err = f.a.ioErr(err, "commit folder %q: syncing messages", f.name)
+	}
+	var stateErr error
+	if err == nil && c.stateDirty {
+		stateErr = f.writeState(c.state)
+	}
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if finish != nil {
+		finish(dataErr == nil)
+	}
+	if err != nil {
+		f.unTake(c)
+		return err
+	}
+	for i := range c.records {
+		if err := f.idx.apply(&c.records[i]); err != nil {
+			// The records were just built by this Folder; this is a bug.
+			return fmt.Errorf("commit folder %q: %w", f.name, err)
 		}
-		f.staged = f.staged[:0]
-		clear(f.stagedAdds)
-		clear(f.stagedUIDs)
-		f.stagedFlags = f.stagedFlags[:0]
+	}
+	if len(c.records) > 0 {
 		if err := f.st.afterCommit(f.idx); err != nil {
 			// The commit stands; only other programs' view of some
 			// flags lags until the next change.
 			f.a.log.Warn("cannot update flags in the mail files", "folder", f.name, "err", err)
 		}
 	}
-	if f.stateDirty {
-		data, err := encodeState(f.state)
-		if err != nil {
-			return err
+	if stateErr != nil {
+		f.stateDirty = true
+		return stateErr
+	}
+	return nil
+}
+
+// commitBatch is what one Commit makes durable, taken out of the staging
+// area under the lock.
+type commitBatch struct {
+	records    []record
+	flagKeys   []string
+	uidKeys    map[string]bool
+	state      SyncState
+	stateDirty bool
+}
+
+// takeStaged empties the staging area into a batch. f.mu is held.
+func (f *Folder) takeStaged() commitBatch {
+	c := commitBatch{records: f.staged, flagKeys: f.stagedFlags, uidKeys: f.stagedUIDs,
+		state: f.state, stateDirty: f.stateDirty}
+	f.staged, f.stagedFlags, f.stateDirty = nil, nil, false
+	f.stagedAdds, f.stagedUIDs = map[string]int{}, map[string]bool{}
+	return c
+}
+
+// unTake puts a failed batch back in front of what was staged since, so
+// that a later Commit retries it and Close rolls it back. f.mu is held.
+func (f *Folder) unTake(c commitBatch) {
+	f.staged = append(c.records, f.staged...)
+	f.stagedFlags = append(c.flagKeys, f.stagedFlags...)
+	for k := range c.uidKeys {
+		f.stagedUIDs[k] = true
+	}
+	clear(f.stagedAdds)
+	for i, r := range f.staged {
+		if r.Op == opAdd {
+			f.stagedAdds[r.Key] = i
 		}
-		if err := writeFileAtomic(f.statePath(), data); err != nil {
-			return f.a.ioErr(err, "commit folder %q: writing sync state", f.name)
-		}
-		f.stateDirty = false
+	}
+	f.stateDirty = f.stateDirty || c.stateDirty
+}
+
+// writeState replaces state.json.
+func (f *Folder) writeState(s SyncState) error {
+	data, err := encodeState(s)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(f.statePath(), data); err != nil {
+		return f.a.ioErr(err, "commit folder %q: writing sync state", f.name)
 	}
 	return nil
 }
@@ -456,6 +537,8 @@ func (f *Folder) Open(key string) (io.ReadCloser, error) {
 
 // close drops what was not committed and releases the folder's files.
 func (f *Folder) close() error {
+	f.commitMu.Lock()
+	defer f.commitMu.Unlock()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {

@@ -102,3 +102,15 @@ func walkTree(t testing.TB, root string) map[string]os.FileMode {
 }
 
 var testDate = time.Date(2024, 3, 9, 17, 4, 5, 0, time.FixedZone("", 5*3600+30*60))
+
+// syncStore makes the store's appends durable, as Commit does before it
+// writes the index.
+func syncStore(st store) error {
+	run, finish, err := st.startSync()
+	if err != nil || run == nil {
+		return err
+	}
+	err = run()
+	finish(err == nil)
+	return err
+}

@@ -354,22 +354,25 @@ func sizeFromName(rel string) int64 {
 	return -1
 }
 
-func (s *maildirStore) sync() error {
+func (s *maildirStore) startSync() (func() error, func(bool), error) {
 	if len(s.pending) == 0 && !s.dirDirty {
-		return nil
+		return nil, nil, nil
 	}
-	paths := make([]string, 0, len(s.pending))
+	keys, dirDirty := s.pending, s.dirDirty
+	s.pending, s.dirDirty = nil, false
+	paths := make([]string, 0, len(keys))
 	s.mu.Lock()
-	for _, k := range s.pending {
+	for _, k := range keys {
 		paths = append(paths, filepath.Join(s.dir, s.files[k]))
 	}
 	s.mu.Unlock()
-	if err := syncFiles(paths, filepath.Join(s.dir, "cur")); err != nil {
-		return err
-	}
-	s.pending = s.pending[:0]
-	s.dirDirty = false
-	return nil
+	cur := filepath.Join(s.dir, "cur")
+	return func() error { return syncFiles(paths, cur) }, func(ok bool) {
+		if !ok {
+			s.pending = append(keys, s.pending...)
+			s.dirDirty = s.dirDirty || dirDirty
+		}
+	}, nil
 }
 
 func (s *maildirStore) rollback() error {

@@ -482,20 +482,23 @@ func (s *mboxStore) rewriteStatus(loc mboxLoc, flags []string) error {
 	return err
 }
 
-func (s *mboxStore) sync() error {
+func (s *mboxStore) startSync() (func() error, func(bool), error) {
 	if s.f == nil || s.end == s.synced {
-		return nil
+		return nil, nil, nil
 	}
 	if s.tail != nil {
 		if err := s.tail.Flush(); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
-	if err := s.f.Sync(); err != nil {
-		return err
-	}
-	s.synced = s.end
-	return nil
+	// fsync covers what the file holds when it runs: at least up to
+	// `to`, perhaps more (later appends), which does no harm.
+	to := s.end
+	return s.f.Sync, func(ok bool) {
+		if ok {
+			s.synced = max(s.synced, to)
+		}
+	}, nil
 }
 
 func (s *mboxStore) rollback() error {

@@ -36,7 +36,7 @@ func TestTornIndexLineDropped(t *testing.T) {
 		// Append a third message and write half its index record, as a
 		// kill in the middle of Commit would.
 		m := mustAppend(t, fo, []byte("Subject: 3\n\nthree\n"), AppendInfo{})
-		if err := fo.st.sync(); err != nil {
+		if err := syncStore(fo.st); err != nil {
 			t.Fatal(err)
 		}
 		idx, _ := os.ReadFile(indexPath(dir))

@@ -162,7 +162,7 @@ func crashAfterAppend(t *testing.T, format Format, dir, folder string, msg []byt
 	a := mustOpen(t, format, dir, Options{})
 	fo := mustFolder(t, a, folder)
 	m := mustAppend(t, fo, msg, AppendInfo{UID: 99})
-	if err := fo.st.sync(); err != nil {
+	if err := syncStore(fo.st); err != nil {
 		t.Fatal(err)
 	}
 	// Drop the Folder without close(), which would roll the append back:

@@ -27,8 +27,13 @@ type store interface {
 	// setFlags updates what other programs see of a message's flags
 	// (maildir at once, mbox after the next Commit).
 	setFlags(key string, flags []string) error
-	// sync makes everything written since the last sync durable.
-	sync() error
+	// startSync fixes what the next commit makes durable: everything
+	// appended so far. It runs under the folder's lock and returns the
+	// slow part, run without the lock so that appends go on meanwhile
+	// (nil when there is nothing to sync), and finish, run under the
+	// lock again with the outcome: on failure what run covered counts as
+	// unsynced again.
+	startSync() (run func() error, finish func(ok bool), err error)
 	// afterCommit runs once the index holds what sync made durable.
 	afterCommit(idx *index) error
 	// rollback removes everything appended since the last sync (used by

@@ -53,6 +53,7 @@ type bench struct {
 	proxyThroughput      float64
 
 	sections []section
+	trash    *trash // what runs leave, deleted at the end (see trash.go)
 	userSeq  int
 	elapsed  time.Duration
 	dovecot  string
@@ -61,6 +62,10 @@ type bench struct {
 func setup(ctx context.Context, tb *benchTB, o options, logf func(string, ...any)) (*bench, error) {
 	b := &bench{o: o, logf: logf, tb: tb}
 	var err error
+	if b.trash, err = newTrash(filepath.Join(o.work, "trash"), trashMinFree, logf); err != nil {
+		return nil, err
+	}
+	tb.Cleanup(func() { b.trash.close() })
 	if b.self, err = os.Executable(); err != nil {
 		return nil, err
 	}
@@ -227,7 +232,7 @@ func (b *bench) importTree(account, dir, query string) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(stage)
+	defer b.trash.discard(stage)
 	tree := filepath.Join(stage, "mail")
 	if out, err := exec.Command("cp", "-al", dir, tree).CombinedOutput(); err != nil {
 		return fmt.Errorf("cp -al: %w: %s", err, out)
@@ -276,8 +281,12 @@ func (b *bench) freshUser(prefix string) string {
 // dropUserMail removes an account's mail once checked, to keep the disk
 // use of many restore runs bounded.
 func (b *bench) dropUserMail(account string) {
-	os.RemoveAll(filepath.Join(b.srv.MailDir, account))
+	b.trash.discard(filepath.Join(b.srv.MailDir, account))
 }
+
+// trashMinFree is the free disk space below which the trash is emptied
+// during the run. A full run discards about 25 GB.
+const trashMinFree = 8 << 30
 
 func (b *bench) startProxies() error {
 	delay := b.o.latency / 2

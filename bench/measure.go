@@ -237,11 +237,3 @@ func (v *variant) stats() stats {
 // usable reports whether the variant has a median to compare.
 func (v *variant) usable() bool { return v.Unavailable == "" && v.stats().OK > 0 }
 
-func removeAll(paths ...string) error {
-	for _, p := range paths {
-		if err := os.RemoveAll(p); err != nil {
-			return err
-		}
-	}
-	return nil
-}

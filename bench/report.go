@@ -89,6 +89,11 @@ func (b *bench) writeMachine(p func(string, ...any)) {
 	p("- Added latency: a proxy in the bench delays each direction by %s; IMAP NOOP round trip measured direct %.2f ms, through the proxy %.2f ms; the proxy alone moves %.0f MB/s",
 		b.o.latency/2, ms(b.rttDirect), ms(b.rttProxy), b.proxyThroughput/1e6)
 	p("- Archives are written to %s (%s)", b.relWork(), fsType(b.o.work))
+	early := ""
+	if b.trash.emptied > 0 {
+		early = fmt.Sprintf(" (the disk ran short: it was emptied %d time(s) during the run, and creates after each may have paid that cost)", b.trash.emptied)
+	}
+	p("- What each run writes is moved aside and deleted when the bench ends%s: on ext4 without a journal, creating files within a minute of deleting many costs several times more (fs/ext4/ialloc.c, recently_deleted())", early)
 }
 
 func (b *bench) writeSummaryRow(p func(string, ...any), r row) {

@@ -212,7 +212,7 @@ func (b *bench) addNewMessages(rep int) error {
 	specs := append(planFolder(seed, "INBOX", 30, first), planFolder(seed+1, "Sent", 10, first)...)
 	specs = append(specs, planFolder(seed+2, "Lists/go-nuts", 10, first)...)
 	dir := b.out("new-messages")
-	if err := os.RemoveAll(dir); err != nil {
+	if err := b.trash.discard(dir); err != nil {
 		return err
 	}
 	st, err := writeStagingMaildir(dir, specs)
@@ -357,7 +357,7 @@ func (b *bench) mailarkCmd(args ...string) *exec.Cmd {
 func (b *bench) mailarkFetch(name, url, format, dir string, fresh bool, want func() int) *variant {
 	v := &variant{Name: name, Kind: kindMailark, Unavailable: b.fetchMissing}
 	if fresh {
-		v.Prepare = func(int) error { return removeAll(dir) }
+		v.Prepare = func(int) error { return b.trash.discard(dir) }
 	}
 	v.Command = func(int) *exec.Cmd { return b.mailarkCmd("fetch", url, format+":"+dir) }
 	v.Check = func(int, string) error { return expectCount(format, dir, want()) }
@@ -402,8 +402,8 @@ func (b *bench) endpoint(port int, account string) endpoint {
 }
 
 // freshDir empties dir and creates the given subdirectories.
-func freshDir(dir string, subs ...string) error {
-	if err := os.RemoveAll(dir); err != nil {
+func (b *bench) freshDir(dir string, subs ...string) error {
+	if err := b.trash.discard(dir); err != nil {
 		return err
 	}
 	for _, s := range append(subs, "") {
@@ -424,7 +424,7 @@ func (b *bench) mbsyncFetchSync(name string, port int, account, dir string, fres
 	v := &variant{Name: name, Kind: kindPeer, Unavailable: b.peerMissing("mbsync"), Note: "mbsync: FSync yes (its default: one fsync per message file) unless the row says otherwise"}
 	v.Prepare = func(int) error {
 		if fresh {
-			if err := freshDir(dir, "mail"); err != nil {
+			if err := b.freshDir(dir, "mail"); err != nil {
 				return err
 			}
 		}
@@ -441,7 +441,7 @@ func (b *bench) mbsyncPush(name string, port int, source func() string, dir stri
 	var target string
 	v.Prepare = func(int) error {
 		target = b.freshUser("ms")
-		if err := freshDir(dir); err != nil {
+		if err := b.freshDir(dir); err != nil {
 			return err
 		}
 		// mbsync renames the files it pushes (it adds ",U=" UIDs): it gets
@@ -469,7 +469,7 @@ func (b *bench) mpopFetchAs(name string, port int, account, format, dir string, 
 	v := &variant{Name: name, Kind: kindPeer, Unavailable: b.peerMissing("mpop")}
 	v.Prepare = func(int) error {
 		if fresh {
-			if err := freshDir(dir, "mail/cur", "mail/new", "mail/tmp"); err != nil {
+			if err := b.freshDir(dir, "mail/cur", "mail/new", "mail/tmp"); err != nil {
 				return err
 			}
 		}
@@ -491,7 +491,7 @@ func (b *bench) getmailFetch(name string, port int, dir string, want func() int)
 		v.Unavailable = "unavailable: " + err.Error()
 	}
 	v.Prepare = func(int) error {
-		if err := freshDir(dir, "mail", "state"); err != nil {
+		if err := b.freshDir(dir, "mail", "state"); err != nil {
 			return err
 		}
 		if err := traversable(b.o.work, dir); err != nil {
@@ -561,7 +561,7 @@ func (b *bench) offlineIMAPFetch(name string, port int, dir string, want func() 
 	v := &variant{Name: name, Kind: kindPeer, Unavailable: b.peerMissing("offlineimap"),
 		Note: "OfflineIMAP: fsync on (its default), one connection; at most 3 runs (about 45 s each)", MaxReps: 3}
 	v.Prepare = func(int) error {
-		if err := freshDir(dir, "mail", "meta"); err != nil {
+		if err := b.freshDir(dir, "mail", "meta"); err != nil {
 			return err
 		}
 		return writeConfig(cfg, offlineIMAPConfig(b.endpoint(port, accountUser), dir))
@@ -578,7 +578,7 @@ func (b *bench) rawVariant(name, which, addr, account, sink, dir string, want fu
 	spec := "none"
 	if sink != "none" {
 		spec = sink + ":" + dir
-		v.Prepare = func(int) error { return removeAll(dir) }
+		v.Prepare = func(int) error { return b.trash.discard(dir) }
 	}
 	v.Command = func(int) *exec.Cmd { return b.rawCommand(which, addr, account, spec) }
 	v.Check = func(_ int, out string) error {

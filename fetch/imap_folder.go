@@ -147,10 +147,13 @@ func (fs *folderSync) sync() error {
 	}
 	// The listing is read before the flags are asked for: two FETCH
 	// commands in flight over the same UIDs could have their answers
-	// routed to the wrong one.
-	err := fs.listNew() // a body listing archives messages already
-	if err == nil && !fs.rescan && fs.st.LastUID > 0 {
-		err = fs.syncFlags()
+	// routed to the wrong one. A body listing archives messages already,
+	// and its commit, in the background, moves fs.st on: the flag sync
+	// covers what was archived before this visit.
+	before := fs.st
+	err := fs.listNew()
+	if err == nil && !fs.rescan && before.LastUID > 0 {
+		err = fs.syncFlags(before)
 	}
 	if err == nil {
 		err = fs.fetchNew()
@@ -197,16 +200,17 @@ func (fs *folderSync) plan() error {
 
 // syncFlags copies flag changes of archived messages from the server:
 // with CONDSTORE only those changed since the last run's HIGHESTMODSEQ,
-// otherwise all (UID FLAGS only, no bodies).
-func (fs *folderSync) syncFlags() error {
+// otherwise all (UID FLAGS only, no bodies). before is the folder's sync
+// state as this visit found it.
+func (fs *folderSync) syncFlags(before archive.SyncState) error {
 	opts := &imap.FetchOptions{UID: true, Flags: true, InternalDate: true}
-	if fs.condstore && fs.st.HighestModSeq != 0 {
-		if fs.sel.HighestModSeq == fs.st.HighestModSeq {
+	if fs.condstore && before.HighestModSeq != 0 {
+		if fs.sel.HighestModSeq == before.HighestModSeq {
 			return nil
 		}
-		opts.ChangedSince = fs.st.HighestModSeq
+		opts.ChangedSince = before.HighestModSeq
 	}
-	cmd := fs.conn.Client.Fetch(imap.UIDSet{{Start: 1, Stop: imap.UID(fs.st.LastUID)}}, opts)
+	cmd := fs.conn.Client.Fetch(imap.UIDSet{{Start: 1, Stop: imap.UID(before.LastUID)}}, opts)
 	updates := 0
 	var archErr error
 	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {

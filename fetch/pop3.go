@@ -89,6 +89,14 @@ type pop3Run struct {
 
 	pending      []*pop3Msg // appended, not yet committed
 	pendingBytes int64
+	// committing is the background Commit in flight (nil if none): it
+	// answers with its error and the messages it was to commit.
+	committing chan commitResult
+}
+
+type commitResult struct {
+	batch []*pop3Msg
+	err   error
 }
 
 // pop3Msg is one server message and what this run learned about it.
@@ -237,7 +245,7 @@ func (r *pop3Run) fetch(ctx context.Context, fetch []*pop3Msg) error {
 		r.pendingBytes += meta.Size
 		r.prog.Message(meta.Size)
 		if len(r.pending) >= pop3CommitMessages || r.pendingBytes >= pop3CommitBytes {
-			return r.commit()
+			return r.commitInBackground()
 		}
 		return nil
 	})
@@ -265,19 +273,73 @@ func (r *pop3Run) retrSkippingVanished(ctx context.Context, todo []int, fn func(
 // commit makes the appended messages durable; only then do they count
 // as archived (and become deletable).
 func (r *pop3Run) commit() error {
+	if err := r.waitCommit(); err != nil {
+		return err
+	}
+	batch := r.takePending()
+	return r.settle(batch, r.commitBatch(batch))
+}
+
+// commitInBackground starts the Commit of the appended messages and
+// returns while it runs: the archive takes the next messages during its
+// syncs, so the stream from the server does not pause for the disk. One
+// runs at a time; its error surfaces at the next commit.
+func (r *pop3Run) commitInBackground() error {
+	if err := r.waitCommit(); err != nil {
+		return err
+	}
+	batch := r.takePending()
+	done := make(chan commitResult, 1)
+	r.committing = done
+	go func() { done <- commitResult{batch, r.commitBatch(batch)} }()
+	return nil
+}
+
+// waitCommit waits for the background Commit, if any.
+func (r *pop3Run) waitCommit() error {
+	if r.committing == nil {
+		return nil
+	}
+	res := <-r.committing
+	r.committing = nil
+	return r.settle(res.batch, res.err)
+}
+
+func (r *pop3Run) takePending() []*pop3Msg {
+	batch := r.pending
+	r.pending, r.pendingBytes = nil, 0
+	return batch
+}
+
+// commitBatch commits the folder; batch's messages become archived.
+func (r *pop3Run) commitBatch(batch []*pop3Msg) error {
 	if r.folder == nil {
 		return nil
 	}
 	if err := r.folder.Commit(); err != nil {
 		return err
 	}
-	for _, m := range r.pending {
+	for _, m := range batch {
 		m.archived, m.staged = m.staged, nil
 		m.confirmed, m.proven = true, true
+	}
+	return nil
+}
+
+// settle counts a committed batch, or after a failure puts it back in
+// front of the pending messages (the archive keeps them staged).
+func (r *pop3Run) settle(batch []*pop3Msg, err error) error {
+	if err != nil {
+		r.pending = append(batch, r.pending...)
+		for _, m := range batch {
+			r.pendingBytes += m.staged.Size
+		}
+		return err
+	}
+	for _, m := range batch {
 		r.res.NewMessages++
 		r.res.Bytes += m.archived.Size
 	}
-	r.pending, r.pendingBytes = r.pending[:0], 0
 	return nil
 }
 
