@@ -236,4 +236,3 @@ func (v *variant) stats() stats {
 
 // usable reports whether the variant has a median to compare.
 func (v *variant) usable() bool { return v.Unavailable == "" && v.stats().OK > 0 }
-
