@@ -89,10 +89,15 @@ func (r *imapRun) syncFolder(conn *imapconn.Conn, j *folderJob) error {
 	// listNew drops it and lists again when it is not.
 	var pending *listing
 	if from := imap.UID(st.LastUID + 1); st.LastUID < math.MaxUint32 {
-		// New mail that fits in one batch has its bodies asked for in the
-		// same round trip; they list themselves.
-		bodies := !r.opt.DryRun && fitsOneBatch(j, st) && (j.folder == nil || j.folder.HighestUID() <= st.LastUID)
-		pending = startListing(conn, from, bodies)
+		// The first batch of new mail has its bodies asked for in the
+		// same round trip: all of it when it fits one batch (the bodies
+		// list themselves), else the first batch's UIDs while the rest is
+		// listed.
+		var head imap.UID
+		if !r.opt.DryRun && (j.folder == nil || j.folder.HighestUID() <= st.LastUID) {
+			head = firstBatch(j, st)
+		}
+		pending = startListing(conn, from, head)
 	}
 	sel, err := selCmd.Wait()
 	if err != nil {
@@ -111,29 +116,54 @@ func (r *imapRun) syncFolder(conn *imapconn.Conn, j *folderJob) error {
 	return fs.sync()
 }
 
-// fitsOneBatch reports whether, by the folder's status (LIST-STATUS or
-// STATUS) and its sync state, the new messages fit in one batch, so that
-// fetching "every UID after the last archived" at once is as good as the
-// listing and the batches. Unknown sizes or an expected UIDVALIDITY
-// change make it false; so does (checked by the caller) an index holding
-// UIDs beyond LastUID, left by a run that stopped before its sync state
-// caught up: those messages would come again, and their flags are only
-// synced through the listing.
-func fitsOneBatch(j *folderJob, st archive.SyncState) bool {
+// firstBatch is the last UID of the first messages to fetch (what the
+// batch pipeline holds, or all new mail when it fits one batch), judged
+// by the folder's status (LIST-STATUS or STATUS) and its sync state, so
+// that its bodies can be asked for with the EXAMINE: imap.UID(0) when
+// unknown, and all (math.MaxUint32) when all new mail fits in one batch.
+// Unknown sizes or an expected UIDVALIDITY change give 0; so does
+// (checked by the caller) an index holding UIDs beyond LastUID, left by a
+// run that stopped before its sync state caught up: those messages would
+// come again, and their flags are only synced through the listing.
+//
+// UIDs need not be dense: the batch spans as many UIDs as hold, on
+// average, one batch's worth of messages. A wrong guess costs only
+// balance between the batches.
+func firstBatch(j *folderJob, st archive.SyncState) imap.UID {
 	s := j.status
 	if s == nil || s.UIDNext == 0 || s.UIDValidity == 0 || s.NumMessages == nil || s.Size == nil {
-		return false
+		return 0
 	}
 	if st.UIDValidity != 0 && st.UIDValidity != s.UIDValidity {
-		return false
+		return 0
 	}
 	next := uint32(s.UIDNext)
 	if next <= st.LastUID+1 || *s.NumMessages == 0 {
-		return false // nothing new
+		return 0 // nothing new
 	}
 	newUIDs := min(next-1-st.LastUID, *s.NumMessages)
-	return newUIDs <= batchMessages && estimateBytes(s, newUIDs) <= batchBytes
+	bytes := estimateBytes(s, newUIDs)
+	if newUIDs <= batchMessages && bytes <= batchBytes {
+		return all
+	}
+	// As many as the pipeline holds (two batches), so that the link is
+	// full until the listing comes back and the batches take over.
+	per := int64(pipelineMessages)
+	if avg := bytes / int64(newUIDs); avg > 0 {
+		per = max(1, min(per, pipelineMessages*batchBytes/batchMessages/avg))
+	}
+	span := int64(next - 1 - st.LastUID) // UIDs LastUID+1 .. UIDNEXT-1
+	stop := int64(st.LastUID) + (per*span+int64(newUIDs)-1)/int64(newUIDs)
+	if stop >= int64(next-1) {
+		// All of it: then no listing of "UIDNEXT:*", which servers
+		// answer with the last message.
+		return all
+	}
+	return imap.UID(stop)
 }
+
+// all, as the last UID of a first batch, means every new message.
+const all = imap.UID(math.MaxUint32)
 
 func (fs *folderSync) sync() error {
 	r, j := fs.r, fs.job
@@ -286,63 +316,36 @@ func (fs *folderSync) listNew() error {
 		l.discard()
 		return nil
 	}
-	if l != nil && l.fetch == nil {
-		if !fs.rescan {
-			return fs.listFromBodies(l)
-		}
-		l.discard()
+	if l != nil && l.bodies != nil && fs.rescan {
+		l.discard() // a rescan matches every message first
 		l = nil
 	}
 	if l == nil {
-		l = startListing(fs.conn, from, false)
+		l = startListing(fs.conn, from, 0)
 	}
-	cmd, search := l.fetch, l.search
-	seen := map[imap.UID]bool{}
-	add := func(uid imap.UID, size int64) bool {
-		if uid < from || seen[uid] {
-			return false
-		}
-		seen[uid] = true
-		if !fs.rescan && fs.folder != nil {
-			if _, have := fs.folder.ByUID(uint32(uid)); have {
-				return false // archived by an earlier run that could not finish the folder
-			}
-		}
-		fs.expected = append(fs.expected, uidSize{uid, size})
-		return true
+	if l.bodies != nil {
+		return fs.listFromBodies(l)
 	}
-	updates := 0
-	var archErr error
-	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
-		buf, err := msg.Collect()
-		if err != nil || add(buf.UID, buf.RFC822Size) || fs.rescan || fs.folder == nil || fs.r.opt.DryRun || archErr != nil {
-			continue
-		}
-		// Archived by a run that stopped before its sync state caught
-		// up: the flag sync (1:LastUID) does not cover it, so its flags
-		// are taken from the listing.
-		changed, err := fs.applyFlags(uint32(buf.UID), buf.Flags, buf.InternalDate)
-		if err != nil {
-			archErr = err
-		} else if changed {
-			updates++
-		}
+	listed, err := fs.readListing(l.fetch, from)
+	if err != nil {
+		l.search.Wait()
+		return err
 	}
-	fs.r.addFlagUpdates(updates)
-	if err := cmd.Close(); err != nil {
-		search.Wait()
-		return fs.conn.Err(err, "listing new messages of folder "+shortName(fs.job.box.Name))
+	seen := make(map[imap.UID]bool, len(listed))
+	for _, e := range listed {
+		seen[e.uid] = true
 	}
-	if archErr != nil {
-		search.Wait()
-		return archErr
-	}
-	data, err := search.Wait()
+	fs.expected = listed
+	data, err := l.search.Wait()
 	if err != nil {
 		return fs.conn.Err(err, "searching new messages of folder "+shortName(fs.job.box.Name))
 	}
 	for _, uid := range data.AllUIDs() {
-		add(uid, 0) // size unknown: the FETCH listing left it out
+		// Size unknown: the FETCH listing left it out.
+		if uid >= from && !seen[uid] && !fs.archived(uid) {
+			seen[uid] = true
+			fs.expected = append(fs.expected, uidSize{uid: uid})
+		}
 	}
 	slices.SortFunc(fs.expected, func(a, b uidSize) int { return int(a.uid) - int(b.uid) })
 	fs.expected = slices.CompactFunc(fs.expected, func(a, b uidSize) bool { return a.uid == b.uid })
@@ -354,22 +357,77 @@ func (fs *folderSync) listNew() error {
 	return nil
 }
 
-// listing is a `UID FETCH n:* (UID RFC822.SIZE FLAGS INTERNALDATE)` in flight, with the UID
-// SEARCH of the same range that cross-checks it.
-type listing struct {
-	from   imap.UID
-	fetch  *imapclient.FetchCommand // nil for a body listing
-	search *imapclient.SearchCommand
-	// bodies, in a body listing, is `UID FETCH n:* (... BODY.PEEK[])`:
-	// the messages themselves, which list what is new as they come.
-	bodies *imapclient.FetchCommand
+// readListing reads a `UID FETCH n:* (UID RFC822.SIZE FLAGS
+// INTERNALDATE)`: the UIDs from `from` on that the archive does not hold,
+// with their sizes. A message archived beyond LastUID, by a run that
+// stopped before its sync state caught up, gets its flags from it: the
+// flag sync (1:LastUID) does not cover it.
+func (fs *folderSync) readListing(cmd *imapclient.FetchCommand, from imap.UID) ([]uidSize, error) {
+	var out []uidSize
+	seen := map[imap.UID]bool{}
+	updates := 0
+	var archErr error
+	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+		buf, err := msg.Collect()
+		if err != nil || buf.UID < from || seen[buf.UID] {
+			continue
+		}
+		seen[buf.UID] = true
+		if !fs.archived(buf.UID) {
+			out = append(out, uidSize{buf.UID, buf.RFC822Size})
+			continue
+		}
+		if fs.r.opt.DryRun || archErr != nil {
+			continue
+		}
+		changed, err := fs.applyFlags(uint32(buf.UID), buf.Flags, buf.InternalDate)
+		if err != nil {
+			archErr = err
+		} else if changed {
+			updates++
+		}
+	}
+	fs.r.addFlagUpdates(updates)
+	if err := cmd.Close(); err != nil {
+		return nil, fs.conn.Err(err, "listing new messages of folder "+shortName(fs.job.box.Name))
+	}
+	return out, archErr
 }
 
-// listFromBodies reads a body listing: the messages are archived as they
-// come, each new UID admitted as it shows up (dynamicFrom), while the
-// SEARCH of the same range tells which UIDs exist; those that did not
-// come are left pending for the batches and fetchMissing. Both are read
-// at once: Dovecot interleaves the answers of pipelined commands.
+// archived reports whether the index holds uid already (never while
+// rescanning: the old UIDs mean nothing then).
+func (fs *folderSync) archived(uid imap.UID) bool {
+	if fs.rescan || fs.folder == nil {
+		return false
+	}
+	_, have := fs.folder.ByUID(uint32(uid))
+	return have
+}
+
+// listing is what goes out with the EXAMINE to learn what is new: a
+// `UID FETCH n:* (UID RFC822.SIZE FLAGS INTERNALDATE)`, with the UID
+// SEARCH of the same range that cross-checks it, and possibly the bodies
+// of the first batch.
+type listing struct {
+	from imap.UID
+	// fetch lists the UIDs after head (from on when head is 0); nil when
+	// head is all.
+	fetch  *imapclient.FetchCommand
+	search *imapclient.SearchCommand // of from:*
+	// bodies is `UID FETCH from:head (... BODY.PEEK[])`: the first
+	// batch's messages, which list themselves as they come; nil when
+	// head is 0.
+	bodies *imapclient.FetchCommand
+	head   imap.UID
+}
+
+// listFromBodies reads a listing that came with bodies: the messages are
+// archived as they come, each new UID admitted as it shows up
+// (dynamicFrom), while the metadata listing of the UIDs after them (if
+// only the first batch's bodies were asked for) and the SEARCH of the
+// whole range tell which other UIDs exist; those are left pending for
+// the batches and fetchMissing. All are read at once: Dovecot
+// interleaves the answers of pipelined commands.
 func (fs *folderSync) listFromBodies(l *listing) error {
 	s := fs.job.status
 	n := min(uint32(s.UIDNext)-1-min(fs.st.LastUID, uint32(s.UIDNext)-1), *s.NumMessages)
@@ -385,11 +443,21 @@ func (fs *folderSync) listFromBodies(l *listing) error {
 		defer close(consumed)
 		fs.consume(l.bodies, false)
 	}()
+	var listed []uidSize
+	var lerr error
+	if l.fetch != nil {
+		listed, lerr = fs.readListing(l.fetch, l.head+1)
+	}
 	data, serr := l.search.Wait()
 	<-consumed
 
 	fs.mu.Lock()
 	fs.dynamicFrom = 0
+	for _, e := range listed {
+		if i, ok := fs.admit(e.uid, l.from); ok && fs.expected[i].size == 0 {
+			fs.expected[i].size = e.size
+		}
+	}
 	if serr == nil {
 		for _, uid := range data.AllUIDs() {
 			fs.admit(uid, l.from)
@@ -419,6 +487,9 @@ func (fs *folderSync) listFromBodies(l *listing) error {
 	if err := fs.firstErr(); err != nil {
 		return err
 	}
+	if lerr != nil {
+		return lerr
+	}
 	if serr != nil {
 		return fs.conn.Err(serr, "searching new messages of folder "+shortName(fs.job.box.Name))
 	}
@@ -446,22 +517,30 @@ func (fs *folderSync) admit(uid, from imap.UID) (int, bool) {
 }
 
 // startListing sends the listing of the UIDs from `from` on, with the UID
-// SEARCH of the same range that cross-checks it: `UID FETCH n:* (UID
-// RFC822.SIZE FLAGS INTERNALDATE)`, or with bodies the body FETCH itself
-// (a body listing, see listFromBodies).
-func startListing(conn *imapconn.Conn, from imap.UID, bodies bool) *listing {
-	rng := imap.UIDSet{{Start: from, Stop: 0}}
-	l := &listing{from: from}
-	if bodies {
-		l.bodies = conn.Client.Fetch(rng, fullFetch)
-	} else {
-		l.fetch = conn.Client.Fetch(rng, &imap.FetchOptions{UID: true, RFC822Size: true, Flags: true, InternalDate: true})
+// SEARCH of the same range that cross-checks it, and the bodies of the
+// UIDs up to head (none when head is 0; all: the bodies are the listing).
+func startListing(conn *imapconn.Conn, from, head imap.UID) *listing {
+	l := &listing{from: from, head: head}
+	if head != 0 {
+		stop := head
+		if head == all {
+			stop = 0 // "*"
+		}
+		l.bodies = conn.Client.Fetch(imap.UIDSet{{Start: from, Stop: stop}}, fullFetch)
+	}
+	if head != all {
+		start := from
+		if head != 0 {
+			start = head + 1
+		}
+		l.fetch = conn.Client.Fetch(imap.UIDSet{{Start: start, Stop: 0}},
+			&imap.FetchOptions{UID: true, RFC822Size: true, Flags: true, InternalDate: true})
 	}
 	var opts *imap.SearchOptions
 	if conn.Caps.Has(imap.CapESearch) {
 		opts = &imap.SearchOptions{ReturnAll: true}
 	}
-	l.search = conn.Client.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{rng}}, opts)
+	l.search = conn.Client.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{{{Start: from, Stop: 0}}}}, opts)
 	return l
 }
 

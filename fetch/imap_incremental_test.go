@@ -302,13 +302,15 @@ func TestIMAPDovecotLaggingStateResumes(t *testing.T) {
 
 // A folder whose new mail fits in one batch is fetched in one round trip:
 // EXAMINE, the UID SEARCH and the body FETCH go out together, and the
-// bodies list themselves (no separate listing). Bigger folders keep the
-// listing and the batches. Either way the archive equals the server.
+// bodies list themselves (no separate listing). A bigger folder has the
+// bodies of its first messages asked for with its EXAMINE too, along
+// with the listing of the rest, which then goes in batches. Either way
+// the archive equals the server.
 func TestIMAPDovecotSmallFolderInOneRoundTrip(t *testing.T) {
 	s := testbed.Start(t)
 	user := s.AddUser(t, "oneround")
 	s.Import(t, user, testbed.GenMessages(21, 30, testbed.GenOptions{Folders: []string{"Small"}, AttachmentRate: -1}))
-	s.Import(t, user, testbed.GenMessages(22, batchMessages+20, testbed.GenOptions{Folders: []string{"Big"}, AttachmentRate: -1}))
+	s.Import(t, user, testbed.GenMessages(22, pipelineMessages+20, testbed.GenOptions{Folders: []string{"Big"}, AttachmentRate: -1}))
 	for _, format := range imapFormats {
 		t.Run(string(format), func(t *testing.T) {
 			a, trace := imapDovecotAccount(s, user)
@@ -320,18 +322,22 @@ func TestIMAPDovecotSmallFolderInOneRoundTrip(t *testing.T) {
 				t.Errorf("fetched %d messages, want %d", res.NewMessages, want)
 			}
 			// Small: one body FETCH of the whole new range, no listing.
-			// Big: the listing, then batches by UID.
+			// Big: the first batch's bodies and the listing of the rest,
+			// both sent with the EXAMINE, then batches by UID.
 			if n := trace.count("UID FETCH 1:* (", "BODY.PEEK[]"); n != 1 {
 				t.Errorf("%d body FETCHes of 1:*, want 1 (the small folder's):\n%s", n, trace.String())
 			}
-			listings := 0
+			var listings []string
 			for _, l := range strings.Split(trace.String(), "\n") {
-				if strings.Contains(l, " C: ") && strings.Contains(l, "UID FETCH 1:* (") && !strings.Contains(l, "BODY") {
-					listings++
+				if strings.Contains(l, " C: ") && strings.Contains(l, "UID FETCH ") && strings.Contains(l, ":* (") && !strings.Contains(l, "BODY") {
+					listings = append(listings, l)
 				}
 			}
-			if listings != 1 {
-				t.Errorf("%d listings, want 1 (the big folder's)", listings)
+			if len(listings) != 1 || strings.Contains(listings[0], "UID FETCH 1:*") {
+				t.Errorf("listings %q, want one, of the big folder's UIDs after its first batch", listings)
+			}
+			if head := sentBeforeAnswer(trace.String(), `EXAMINE "Big"`, "UID FETCH 1:", "BODY.PEEK[]"); !head {
+				t.Errorf("the big folder's first batch was not asked for with its EXAMINE:\n%s", trace.String())
 			}
 			if d := diffSnapshots(imapServerSnapshot(t, s, user), archiveSnapshot(t, format, dir)); d != "" {
 				t.Errorf("archive differs from the server:\n%s", d)
@@ -386,4 +392,40 @@ func TestIMAPDovecotFirstBackupDialsEarly(t *testing.T) {
 	if n := strings.Count(trace.String(), "-- connecting"); n != 1 {
 		t.Errorf("second run opened %d connections for one folder's work, want 1", n)
 	}
+}
+
+// sentBeforeAnswer reports whether, on the connection that sent the
+// command containing cmd, a later command line containing all of want
+// went out before cmd's tagged answer came back.
+func sentBeforeAnswer(trace, cmd string, want ...string) bool {
+	lines := strings.Split(trace, "\n")
+	for i, l := range lines {
+		_, after, ok := strings.Cut(l, " C: ")
+		if !ok || !strings.Contains(after, cmd) {
+			continue
+		}
+		conn, _, _ := strings.Cut(l, " C: ")
+		tag, _, _ := strings.Cut(after, " ")
+		for _, m := range lines[i+1:] {
+			if !strings.HasPrefix(m, conn+" ") {
+				continue
+			}
+			if strings.HasPrefix(m, conn+" S: "+tag+" ") {
+				return false
+			}
+			if c, ok := strings.CutPrefix(m, conn+" C: "); ok && containsAll(c, want) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func containsAll(s string, parts []string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
 }
