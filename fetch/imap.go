@@ -137,7 +137,8 @@ func (r *imapRun) run() error {
 		// ones log in alongside the first instead of after the plan.
 		dials = r.startDials(r.opt.Connections - 1)
 	}
-	conn, err := imapconn.Dial(r.ctx, r.acct)
+	// The folder list goes out with the questions asked after login.
+	conn, err := imapconn.DialOptions(r.ctx, r.acct, imapconn.Options{ListStatus: planStatus})
 	if err != nil {
 		dials.closeAll()
 		return r.runError(err)
@@ -197,11 +198,13 @@ func (r *imapRun) finish() error {
 	return nil
 }
 
+// planStatus is what plan asks of every folder.
+var planStatus = &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true, HighestModSeq: true, Size: true}
+
 // plan lists the server's folders, decides which to work on, records
 // them in the archive (unless dry run) and marks gone ones.
 func (r *imapRun) plan(conn *imapconn.Conn) ([]*folderJob, error) {
-	boxes, err := conn.ListStatus(r.ctx, &imap.StatusOptions{
-		NumMessages: true, UIDNext: true, UIDValidity: true, HighestModSeq: true, Size: true})
+	boxes, err := conn.ListStatus(r.ctx, planStatus)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/mailark/mailark/archive"
 )
@@ -72,6 +73,26 @@ func (c *Conn) List(ctx context.Context) ([]Mailbox, error) {
 // Items the server does not support (HIGHESTMODSEQ without CONDSTORE,
 // SIZE without STATUS=SIZE) are dropped from the request.
 func (c *Conn) ListStatus(ctx context.Context, status *imap.StatusOptions) ([]Mailbox, error) {
+	l := c.folders
+	c.folders = nil
+	if l == nil || !sameStatus(l.status, status) {
+		if l != nil {
+			l.cmd.Collect() // asked for with other items: not the answer
+		}
+		l = c.startList(status)
+	}
+	return c.finishList(l)
+}
+
+// folderList is a LIST "" "*" in flight.
+type folderList struct {
+	cmd    *imapclient.ListCommand
+	fix    *listFixer
+	status *imap.StatusOptions
+}
+
+// startList sends the LIST of every folder (see ListStatus).
+func (c *Conn) startList(status *imap.StatusOptions) *folderList {
 	var opts *imap.ListOptions
 	// Selection/return options make imapclient send LIST-EXTENDED
 	// syntax, which servers without it (Office 365) answer with BAD.
@@ -88,10 +109,16 @@ func (c *Conn) ListStatus(ctx context.Context, status *imap.StatusOptions) ([]Ma
 	c.wire.listFix.Store(fix)
 	// The reader drops the fixer itself once the LIST is over and every
 	// byte it holds is handed on.
-	data, err := c.Client.List("", "*", opts).Collect()
+	return &folderList{cmd: c.Client.List("", "*", opts), fix: fix, status: status}
+}
+
+// finishList reads the answer to startList.
+func (c *Conn) finishList(l *folderList) ([]Mailbox, error) {
+	data, err := l.cmd.Collect()
 	if err != nil {
 		return nil, c.Err(err, "listing folders")
 	}
+	fix := l.fix
 	out := make([]Mailbox, 0, len(data))
 	for _, d := range data {
 		m := Mailbox{Name: d.Mailbox, Delim: d.Delim, Attrs: d.Attrs, Status: d.Status}
@@ -117,6 +144,10 @@ func (c *Conn) ListStatus(ctx context.Context, status *imap.StatusOptions) ([]Ma
 	}
 	assignWellKnown(out, c.Prefix)
 	return out, nil
+}
+
+func sameStatus(a, b *imap.StatusOptions) bool {
+	return a == b || a != nil && b != nil && *a == *b
 }
 
 // SupportedStatus drops the STATUS items the server does not support.

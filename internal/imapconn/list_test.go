@@ -2,6 +2,8 @@ package imapconn
 
 import (
 	"context"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
@@ -162,4 +164,79 @@ func TestListSurvivesBadNames(t *testing.T) {
 	if _, err := c.List(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// With Options.ListStatus the folder list goes out before the answers to
+// the questions Dial asks after login, ListStatus returns it without
+// asking again, and bad names in it are fixed as in any LIST.
+func TestDialSendsFolderList(t *testing.T) {
+	m := imaptest.StartMini(t)
+	m.AddFolder("Good", 2)
+	m.Set(func(m *imaptest.Mini) { m.ExtraNames = []string{`"Tom & Jerry"`} })
+	var trace lockedBuffer
+	a := testAccount(m.Host, m.Port, account.Plain, "x")
+	a.Trace = &trace
+	status := &imap.StatusOptions{NumMessages: true, UIDNext: true}
+	c, err := DialOptions(context.Background(), a, Options{ListStatus: status})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	boxes, err := c.ListStatus(context.Background(), status)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, b := range boxes {
+		names[b.Name] = b.BadName
+	}
+	if bad, ok := names["Tom & Jerry"]; !ok || !bad || len(boxes) != 3 {
+		t.Errorf("folders %+v", boxes)
+	}
+	lines := strings.Split(trace.String(), "\n")
+	listAll, hierarchyAnswered, hierarchyTag := -1, -1, ""
+	for i, l := range lines {
+		_, cmd, client := strings.Cut(l, " C: ")
+		_, answer, server := strings.Cut(l, " S: ")
+		switch {
+		case client && strings.Contains(cmd, `LIST "" ""`):
+			hierarchyTag, _, _ = strings.Cut(cmd, " ")
+		case client && strings.Contains(cmd, `LIST "" "*"`):
+			if listAll >= 0 {
+				t.Errorf("the folder list was asked for twice:\n%s", trace.String())
+			}
+			listAll = i
+		case server && hierarchyTag != "" && hierarchyAnswered < 0 && strings.HasPrefix(answer, hierarchyTag+" OK"):
+			hierarchyAnswered = i
+		}
+	}
+	if listAll < 0 || hierarchyAnswered < 0 || hierarchyAnswered < listAll {
+		t.Errorf("the folder list (line %d) did not go out before the hierarchy question was answered (line %d):\n%s",
+			listAll, hierarchyAnswered, trace.String())
+	}
+	// A list with other items is asked for anew.
+	if _, err := c.ListStatus(context.Background(), &imap.StatusOptions{NumMessages: true}); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(trace.String(), `LIST "" "*"`); n != 2 {
+		t.Errorf("%d folder lists after a second ListStatus, want 2", n)
+	}
+}
+
+// lockedBuffer is a trace sink safe for concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
