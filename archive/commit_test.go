@@ -132,3 +132,44 @@ func TestFailedCommitKeepsStaged(t *testing.T) {
 		}
 	})
 }
+
+// A folder recorded with AddFolder and never loaded (a run killed before
+// it got to it) reads as empty, and is created whole by the next writer.
+func TestAddedFolderNeverLoaded(t *testing.T) {
+	eachFormat(t, func(t *testing.T, f Format) {
+		dir := t.TempDir()
+		a := mustOpen(t, f, dir, Options{})
+		if err := a.AddFolder("Later/Deep", ""); err != nil {
+			t.Fatal(err)
+		}
+		a.Close()
+
+		ro := mustOpen(t, f, dir, Options{ReadOnly: true})
+		infos, err := ro.Folders()
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, fi := range infos {
+			if fi.Name == "Later/Deep" {
+				found = fi.Messages == 0
+			}
+		}
+		if msgs, err := ro.Messages("Later/Deep"); !found || err != nil || len(msgs) != 0 {
+			t.Errorf("read-only view: listed %v, messages %v, %v", found, msgs, err)
+		}
+		ro.Close()
+
+		a = mustOpen(t, f, dir, Options{})
+		defer a.Close()
+		fo, err := a.Folder("Later/Deep")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := mustAppend(t, fo, []byte("Subject: 1\n\none\n"), AppendInfo{})
+		mustCommit(t, fo)
+		if got := readMessage(t, fo, m.Key); string(got) != "Subject: 1\n\none\n" {
+			t.Errorf("message %q", got)
+		}
+	})
+}

@@ -489,8 +489,19 @@ type folderSlot struct {
 // a NoSelect folder) first. It is idempotent; specialUse, when not empty,
 // is recorded. The name is data: its path is derived safely.
 func (a *Archive) CreateFolder(name string, specialUse string) (*Folder, error) {
+	if err := a.AddFolder(name, specialUse); err != nil {
+		return nil, err
+	}
+	return a.Folder(name)
+}
+
+// AddFolder records a folder in the archive, as CreateFolder does, and
+// leaves its files to be created by the first Folder call: a caller with
+// many folders to create can record them all first (names the archive
+// cannot hold fail here) and load each when it gets to it.
+func (a *Archive) AddFolder(name string, specialUse string) error {
 	if a.readOnly {
-		return nil, ErrReadOnly
+		return ErrReadOnly
 	}
 	a.mu.Lock()
 	_, changed, err := a.reg.ensure(name, true)
@@ -507,13 +518,10 @@ func (a *Archive) CreateFolder(name string, specialUse string) (*Folder, error) 
 		}
 	}
 	a.mu.Unlock()
-	if err != nil {
-		if errors.Is(err, ErrBadName) {
-			return nil, mailerr.E(mailerr.ErrUsage, err, "cannot create folder")
-		}
-		return nil, err
+	if errors.Is(err, ErrBadName) {
+		return mailerr.E(mailerr.ErrUsage, err, "cannot create folder")
 	}
-	return a.Folder(name)
+	return err
 }
 
 func (a *Archive) record(name string) (folderRecord, bool) {

@@ -123,6 +123,7 @@ type folderJob struct {
 	box    imapconn.Mailbox
 	name   string // archive name
 	exists bool   // the archive has the folder (before this run, or created by it)
+	added  bool   // created by this run: its files are made while its EXAMINE is out
 	state  archive.SyncState
 	folder *archive.Folder // loaded (index and all) only when the folder is visited
 	status *imap.StatusData
@@ -329,10 +330,10 @@ func (r *imapRun) prepare(j *folderJob) error {
 		j.exists, j.state = true, st
 	case errors.Is(err, archive.ErrNoFolder):
 		if !r.opt.DryRun {
-			if j.folder, err = r.arc.CreateFolder(j.name, j.box.SpecialUse); err != nil {
+			if err := r.arc.AddFolder(j.name, j.box.SpecialUse); err != nil {
 				return err
 			}
-			j.exists = true
+			j.exists, j.added = true, true
 			r.mu.Lock()
 			r.res.NewFolders = append(r.res.NewFolders, j.name)
 			r.mu.Unlock()

@@ -68,7 +68,7 @@ type uidSize struct {
 // it (or, in a dry run, records what that would take).
 func (r *imapRun) syncFolder(conn *imapconn.Conn, j *folderJob) error {
 	r.prog.Folder(j.name)
-	if j.folder == nil && j.exists {
+	if j.folder == nil && j.exists && !j.added {
 		// Loading the index (and repairing what a crashed run left) is
 		// the expensive part of a visit; folders that need none skip it.
 		f, err := r.arc.Folder(j.name)
@@ -98,6 +98,16 @@ func (r *imapRun) syncFolder(conn *imapconn.Conn, j *folderJob) error {
 			head = firstBatch(j, st)
 		}
 		pending = startListing(conn, from, head)
+	}
+	if j.folder == nil && j.exists {
+		// New this run: its files are created while the server answers.
+		f, err := r.arc.Folder(j.name)
+		if err != nil {
+			pending.discard()
+			selCmd.Wait()
+			return err
+		}
+		j.folder = f
 	}
 	sel, err := selCmd.Wait()
 	if err != nil {
