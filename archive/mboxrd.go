@@ -34,15 +34,25 @@ func newRDCodec(unescape bool) *rdCodec {
 func (c *rdCodec) write(w io.Writer, p []byte) error {
 	for len(p) > 0 {
 		if !c.scanning {
-			j := bytes.IndexByte(p, '\n')
-			if j < 0 {
-				_, err := w.Write(p)
+			// Pass through, in one write, every line up to the next
+			// that could start with >*From : one beginning with '>' or
+			// 'F', or one whose first byte is not in p yet.
+			end := 0
+			for {
+				j := bytes.IndexByte(p[end:], '\n')
+				if j < 0 {
+					_, err := w.Write(p)
+					return err
+				}
+				end += j + 1
+				if end == len(p) || p[end] == '>' || p[end] == 'F' {
+					break
+				}
+			}
+			if _, err := w.Write(p[:end]); err != nil {
 				return err
 			}
-			if _, err := w.Write(p[:j+1]); err != nil {
-				return err
-			}
-			p = p[j+1:]
+			p = p[end:]
 			c.scanning, c.gt, c.matched = true, 0, 0
 			continue
 		}

@@ -35,6 +35,9 @@ func FuzzMboxrdRoundTrip(f *testing.F) {
 		if bytes.HasPrefix(q, []byte("From ")) || bytes.Contains(q, []byte("\nFrom ")) {
 			t.Fatalf("quoted form has a From line: %q", q)
 		}
+		if want := quoteByLines(msg); !bytes.Equal(q, want) {
+			t.Fatalf("quoted %q as %q, want %q", msg, q, want)
+		}
 		got, err := io.ReadAll(iotest.OneByteReader(newRDReader(iotest.HalfReader(bytes.NewReader(q)))))
 		if err != nil {
 			t.Fatal(err)
@@ -43,4 +46,17 @@ func FuzzMboxrdRoundTrip(f *testing.F) {
 			t.Fatalf("round trip: %q -> %q -> %q", msg, q, got)
 		}
 	})
+}
+
+// quoteByLines is mboxrd quoting written the plain way, line by line: the
+// reference the streaming codec must agree with.
+func quoteByLines(msg []byte) []byte {
+	var out []byte
+	for _, line := range bytes.SplitAfter(msg, []byte("\n")) {
+		if bytes.HasPrefix(bytes.TrimLeft(line, ">"), []byte("From ")) {
+			out = append(out, '>')
+		}
+		out = append(out, line...)
+	}
+	return out
 }

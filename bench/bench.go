@@ -66,6 +66,7 @@ func setup(ctx context.Context, tb *benchTB, o options, logf func(string, ...any
 		return nil, err
 	}
 	tb.Cleanup(func() { b.trash.close() })
+	afterSync = b.trash.evict
 	if b.self, err = os.Executable(); err != nil {
 		return nil, err
 	}

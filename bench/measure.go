@@ -96,6 +96,9 @@ func (g *group) run(ctx context.Context, logf func(string, ...any)) error {
 	return nil
 }
 
+// afterSync, when set, runs between that sync and every measured run.
+var afterSync func()
+
 func (v *variant) runOnce(ctx context.Context, rep int) runResult {
 	if v.Prepare != nil {
 		if err := v.Prepare(rep); err != nil {
@@ -105,6 +108,9 @@ func (v *variant) runOnce(ctx context.Context, rep int) runResult {
 	// Flush what earlier runs left dirty so their writeback is not billed
 	// to this run.
 	syscall.Sync()
+	if afterSync != nil {
+		afterSync()
+	}
 	cmd := v.Command(rep)
 	r := timeChild(ctx, cmd)
 	if r.Err == nil && v.Check != nil {

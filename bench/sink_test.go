@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -57,4 +59,42 @@ func longestLine(msg []byte) int {
 		n = max(n, len(l))
 	}
 	return n
+}
+
+// What the trash takes is moved, not deleted, until it is closed; its
+// pages can be dropped once written back; a path on another file
+// system, or missing, is no error.
+func TestTrash(t *testing.T) {
+	root := t.TempDir()
+	tr, err := newTrash(filepath.Join(root, "trash"), 0, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := filepath.Join(root, "run")
+	if err := os.MkdirAll(filepath.Join(run, "cur"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(run, "cur", "m1"), []byte("message"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.discard(run, filepath.Join(root, "missing")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(run); !os.IsNotExist(err) {
+		t.Fatalf("discarded path still there: %v", err)
+	}
+	kept, err := os.ReadFile(filepath.Join(root, "trash", "1", "cur", "m1"))
+	if err != nil || string(kept) != "message" {
+		t.Fatalf("trash holds %q, %v", kept, err)
+	}
+	tr.evict()
+	if tr.evicted != 1 {
+		t.Errorf("evicted %d entries, want 1", tr.evicted)
+	}
+	if err := tr.close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "trash")); !os.IsNotExist(err) {
+		t.Errorf("trash left after close: %v", err)
+	}
 }
