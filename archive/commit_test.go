@@ -69,10 +69,7 @@ func TestAppendDuringCommit(t *testing.T) {
 
 		a = mustOpen(t, f, dir, Options{})
 		defer a.Close()
-		fo, err := a.Folder("INBOX")
-		if err != nil {
-			t.Fatal(err)
-		}
+		fo = mustFolder(t, a, "INBOX")
 		if got := subjects(t, fo); len(got) != 2 || got[0] != "Subject: 1\n\none\n" || got[1] != "Subject: 2\n\ntwo\n" {
 			t.Fatalf("after reopening: %q", got)
 		}
@@ -113,10 +110,7 @@ func TestFailedCommitKeepsStaged(t *testing.T) {
 			a.Close()
 
 			a = mustOpen(t, f, dir, Options{})
-			fo, err := a.Folder("INBOX")
-			if err != nil {
-				t.Fatal(err)
-			}
+			fo = mustFolder(t, a, "INBOX")
 			want, wantUID := 0, uint32(0)
 			if retry {
 				want, wantUID = 2, 1
@@ -162,10 +156,7 @@ func TestAddedFolderNeverLoaded(t *testing.T) {
 
 		a = mustOpen(t, f, dir, Options{})
 		defer a.Close()
-		fo, err := a.Folder("Later/Deep")
-		if err != nil {
-			t.Fatal(err)
-		}
+		fo := mustFolder(t, a, "Later/Deep")
 		m := mustAppend(t, fo, []byte("Subject: 1\n\none\n"), AppendInfo{})
 		mustCommit(t, fo)
 		if got := readMessage(t, fo, m.Key); string(got) != "Subject: 1\n\none\n" {

@@ -96,10 +96,7 @@ func TestMboxKeywordsOnReopen(t *testing.T) {
 
 	a = mustOpen(t, Mbox, dir, Options{})
 	defer a.Close()
-	fo, err := a.Folder("INBOX")
-	if err != nil {
-		t.Fatal(err)
-	}
+	fo = mustFolder(t, a, "INBOX")
 	if err := fo.SetFlags(m2.Key, []string{"Later"}); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package imapconn
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
@@ -11,6 +10,7 @@ import (
 	"github.com/mailark/mailark/archive"
 	"github.com/mailark/mailark/internal/account"
 	"github.com/mailark/mailark/internal/imapconn/imaptest"
+	"github.com/mailark/mailark/internal/testkit"
 )
 
 func TestArchiveNameRoundTrip(t *testing.T) {
@@ -173,7 +173,7 @@ func TestDialSendsFolderList(t *testing.T) {
 	m := imaptest.StartMini(t)
 	m.AddFolder("Good", 2)
 	m.Set(func(m *imaptest.Mini) { m.ExtraNames = []string{`"Tom & Jerry"`} })
-	var trace lockedBuffer
+	var trace testkit.Buffer
 	a := testAccount(m.Host, m.Port, account.Plain, "x")
 	a.Trace = &trace
 	status := &imap.StatusOptions{NumMessages: true, UIDNext: true}
@@ -221,22 +221,4 @@ func TestDialSendsFolderList(t *testing.T) {
 	if n := strings.Count(trace.String(), `LIST "" "*"`); n != 2 {
 		t.Errorf("%d folder lists after a second ListStatus, want 2", n)
 	}
-}
-
-// lockedBuffer is a trace sink safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
