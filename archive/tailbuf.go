@@ -44,7 +44,12 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 }
 
 func (t *tailBuffer) WriteString(s string) (int, error) {
-	// Status lines and separators only: short, and copied once either way.
+	// From and status lines, separators: short, so they nearly always
+	// fit what is left, and then go in without a conversion to []byte.
+	if len(s) < cap(t.buf)-len(t.buf) {
+		t.buf = append(t.buf, s...)
+		return len(s), nil
+	}
 	return t.Write([]byte(s))
 }
 
