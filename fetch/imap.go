@@ -555,55 +555,117 @@ func (r *imapRun) freshArchive() bool {
 }
 
 // worker syncs folders off the queue until it is empty or the run stops.
+// Each folder opens the next behind it once it has sent all it needs (see
+// folderSync.allSent); a folder that then needs more is visited again
+// after that one.
 func (r *imapRun) worker(conn *imapconn.Conn, queue <-chan *folderJob) {
+	w := &connWorker{r: r, conn: conn, queue: queue}
 	defer func() {
-		if conn != nil {
-			conn.Close()
+		if w.conn != nil {
+			w.conn.Close()
 		}
 	}()
-	for j := range queue {
-		if r.stopped() {
-			return
+	for !r.stopped() {
+		var j *folderJob
+		op, revisit := w.next, false
+		w.next = nil
+		switch {
+		case op != nil:
+			j = op.job
+		case len(w.again) > 0:
+			j, revisit = w.again[0], true
+			w.again = w.again[1:]
+		default:
+			var ok bool
+			if j, ok = <-queue; !ok {
+				return
+			}
 		}
-		conn = r.syncWithRetries(conn, j)
+		w.syncWithRetries(j, op, revisit)
+	}
+}
+
+// connWorker is one connection's share of the folders.
+type connWorker struct {
+	r     *imapRun
+	conn  *imapconn.Conn // nil when none is usable
+	queue <-chan *folderJob
+	next  *opened      // opened behind the folder being visited
+	again []*folderJob // visited, but need another visit (errRevisit)
+}
+
+// openAhead opens the next queued folder on the connection, if any.
+func (w *connWorker) openAhead(conn *imapconn.Conn) func() bool {
+	if w.r.opt.DryRun {
+		return nil
+	}
+	return func() bool {
+		if w.next != nil || conn != w.conn || w.r.stopped() {
+			return false
+		}
+		select {
+		case j, ok := <-w.queue:
+			if !ok {
+				return false
+			}
+			w.next = w.r.open(conn, j)
+			return true
+		default:
+			return false
+		}
 	}
 }
 
 // syncWithRetries syncs one folder, reconnecting after network errors up
-// to opt.Retries times; it returns the connection for the next folder
-// (nil if none is usable).
-func (r *imapRun) syncWithRetries(conn *imapconn.Conn, j *folderJob) *imapconn.Conn {
+// to opt.Retries times. op, when not nil, is the folder opened already on
+// w.conn; revisit: the folder was visited before this run and needs more,
+// so nothing is opened behind it this time.
+func (w *connWorker) syncWithRetries(j *folderJob, op *opened, revisit bool) {
+	r := w.r
 	for attempt := 0; ; attempt++ {
-		if conn == nil || conn.Broken() {
-			if conn != nil {
-				conn.Close()
+		if w.conn == nil || w.conn.Broken() {
+			if w.conn != nil {
+				w.conn.Close()
 			}
+			w.conn = nil
 			c, err := r.dial()
 			if err != nil {
 				if attempt < r.opt.Retries && retryable(err) && r.backoff(attempt) {
 					continue
 				}
 				r.folderFailed(j, err)
-				return nil
+				return
 			}
-			conn = c
+			w.conn = c
 		}
-		err := r.syncFolder(conn, j)
+		if op == nil || op.conn != w.conn {
+			op = r.open(w.conn, j)
+		}
+		var ahead func() bool
+		if !revisit {
+			ahead = w.openAhead(w.conn)
+		}
+		err := r.visit(op, ahead)
+		op = nil
 		if err == nil {
-			return conn
+			return
+		}
+		if errors.Is(err, errRevisit) {
+			w.again = append(w.again, j)
+			return
 		}
 		if isRunFatal(err) || r.stopped() {
 			r.setFatal(err)
-			return conn
+			return
 		}
 		if retryable(err) && attempt < r.opt.Retries && r.backoff(attempt) {
 			r.log.Info("connection lost; resuming the folder on a new connection", "folder", j.name, "err", err)
-			conn.Close()
-			conn = nil
+			w.conn.Close()
+			w.conn = nil
 			continue
 		}
 		r.folderFailed(j, err)
-		return conn
+		return
 	}
 }
 

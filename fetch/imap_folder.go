@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -49,6 +50,11 @@ type folderSync struct {
 	win *window
 	// checkpoints counts the batches committed (see checkpoint).
 	checkpoints int
+	// ahead opens the next folder on the connection (nil: not allowed
+	// now); movedOn records that it did: from then on the server answers
+	// for that folder, and this one may send nothing more (see allSent).
+	ahead   func() bool
+	movedOn bool
 
 	mu       sync.Mutex
 	st       archive.SyncState // working copy, written at checkpoints
@@ -64,30 +70,44 @@ type uidSize struct {
 	size int64
 }
 
-// syncFolder examines one folder and brings the archive up to date with
-// it (or, in a dry run, records what that would take).
-func (r *imapRun) syncFolder(conn *imapconn.Conn, j *folderJob) error {
-	r.prog.Folder(j.name)
+// opened is a folder whose EXAMINE, and the listing sent with it, are on
+// their way to the server: the first half of a visit. A connection opens
+// the next folder while the answers of the one before are still coming
+// (see folderSync.allSent), so that a distant server is never left idle
+// for the round trip between two folders.
+type opened struct {
+	conn    *imapconn.Conn
+	job     *folderJob
+	st      archive.SyncState
+	sel     *imapclient.SelectCommand // nil when err came first
+	pending *listing
+	err     error // of the archive side; the answers are drained by visit
+}
+
+// open sends a folder's EXAMINE and listing, and gets the archive side
+// ready while the server answers. It never waits for the server.
+func (r *imapRun) open(conn *imapconn.Conn, j *folderJob) *opened {
+	op := &opened{conn: conn, job: j}
 	if j.folder == nil && j.exists && !j.added {
 		// Loading the index (and repairing what a crashed run left) is
 		// the expensive part of a visit; folders that need none skip it.
 		f, err := r.arc.Folder(j.name)
 		if err != nil {
-			return err
+			op.err = err
+			return op
 		}
 		j.folder = f
 	}
-	var st archive.SyncState
 	if j.folder != nil {
-		st = j.folder.State()
+		op.st = j.folder.State()
 	}
+	st := op.st
 	condstore := conn.Caps.Has(imap.CapCondStore)
-	selCmd := conn.Client.Select(j.box.Name, &imap.SelectOptions{ReadOnly: true, CondStore: condstore})
+	op.sel = conn.Client.Select(j.box.Name, &imap.SelectOptions{ReadOnly: true, CondStore: condstore})
 	// The listing of new messages goes out with the EXAMINE instead of
 	// after its answer: one round trip per folder less, which is what a
 	// distant server charges for. It assumes UIDVALIDITY is unchanged;
 	// listNew drops it and lists again when it is not.
-	var pending *listing
 	if from := imap.UID(st.LastUID + 1); st.LastUID < math.MaxUint32 {
 		// The first batch of new mail has its bodies asked for in the
 		// same round trip: all of it when it fits one batch (the bodies
@@ -97,19 +117,58 @@ func (r *imapRun) syncFolder(conn *imapconn.Conn, j *folderJob) error {
 		if !r.opt.DryRun && (j.folder == nil || j.folder.HighestUID() <= st.LastUID) {
 			head = firstBatch(j, st)
 		}
-		pending = startListing(conn, from, head)
+		op.pending = startListing(conn, from, head)
 	}
 	if j.folder == nil && j.exists {
 		// New this run: its files are created while the server answers.
 		f, err := r.arc.Folder(j.name)
 		if err != nil {
-			pending.discard()
-			selCmd.Wait()
-			return err
+			op.err = err
+			return op
 		}
 		j.folder = f
 	}
-	sel, err := selCmd.Wait()
+	return op
+}
+
+// asksAll reports whether what open sent is all a folder can need,
+// whatever the EXAMINE answers: a first sync (no UIDVALIDITY to differ,
+// so no rescan; nothing archived, so no flag sync) whose new mail was
+// asked for whole with the EXAMINE. Only a message the server leaves out
+// can need more (see errRevisit).
+func (op *opened) asksAll() bool {
+	return op.pending != nil && op.pending.bodies != nil && op.pending.fetch == nil &&
+		op.st.UIDValidity == 0 && op.st.LastUID == 0
+}
+
+// syncFolder examines one folder and brings the archive up to date with
+// it (or, in a dry run, records what that would take).
+func (r *imapRun) syncFolder(conn *imapconn.Conn, j *folderJob) error {
+	return r.visit(r.open(conn, j), nil)
+}
+
+// visit is the second half of a folder's visit: it reads the answers to
+// what open sent and brings the archive up to date. ahead, when not nil,
+// may open the next folder on the same connection once this one has sent
+// all it needs (it reports whether it did).
+func (r *imapRun) visit(op *opened, ahead func() bool) error {
+	conn, j, st := op.conn, op.job, op.st
+	r.prog.Folder(j.name)
+	if op.err != nil {
+		op.pending.discard()
+		if op.sel != nil {
+			op.sel.Wait()
+		}
+		return op.err
+	}
+	pending := op.pending
+	movedOn := false
+	if ahead != nil && op.asksAll() {
+		// Nothing to wait for: the next folder goes out now, so that its
+		// answers follow this one's without a round trip between.
+		movedOn, ahead = ahead(), nil
+	}
+	sel, err := op.sel.Wait()
 	if err != nil {
 		pending.discard()
 		if conn.Broken() {
@@ -117,8 +176,9 @@ func (r *imapRun) syncFolder(conn *imapconn.Conn, j *folderJob) error {
 		}
 		return conn.Err(err, fmt.Sprintf("to examine folder %q", shortName(j.box.Name)))
 	}
+	condstore := conn.Caps.Has(imap.CapCondStore)
 	fs := &folderSync{r: r, conn: conn, job: j, folder: j.folder, sel: sel, st: st, pending: pending,
-		condstore: condstore && sel.HighestModSeq != 0, claimed: map[string]bool{}}
+		condstore: condstore && sel.HighestModSeq != 0, claimed: map[string]bool{}, ahead: ahead, movedOn: movedOn}
 	fs.rescan = fs.st.UIDValidity != 0 && sel.UIDValidity != 0 && fs.st.UIDValidity != sel.UIDValidity
 	if r.opt.DryRun {
 		return fs.plan()
@@ -191,9 +251,15 @@ func (fs *folderSync) sync() error {
 	// and its commit, in the background, moves fs.st on: the flag sync
 	// covers what was archived before this visit.
 	before := fs.st
+	flagSync := !fs.rescan && before.LastUID > 0
+	ahead := fs.ahead
+	if flagSync {
+		fs.ahead = nil // the flags are asked for after the listing
+	}
 	err := fs.listNew()
-	if err == nil && !fs.rescan && before.LastUID > 0 {
+	if err == nil && flagSync {
 		err = fs.syncFlags(before)
+		fs.ahead = ahead
 	}
 	if err == nil {
 		err = fs.fetchNew()
@@ -334,6 +400,10 @@ func (fs *folderSync) listNew() error {
 		l = startListing(fs.conn, from, 0)
 	}
 	if l.bodies != nil {
+		if l.fetch == nil {
+			// Every new message was asked for with the EXAMINE.
+			fs.allSent()
+		}
 		return fs.listFromBodies(l)
 	}
 	listed, err := fs.readListing(l.fetch, from)
@@ -594,9 +664,14 @@ func (fs *folderSync) fetchNew() error {
 	fs.win = win
 	defer func() { fs.win = nil }()
 	var wg sync.WaitGroup
+	complete := true
 	for _, b := range makeBatches(fs.pendingExpected()) {
+		if fs.movedOn {
+			return errRevisit
+		}
 		win.waitRoom()
 		if fs.firstErr() != nil || fs.r.stopped() {
+			complete = false
 			break
 		}
 		n := countUIDs(b)
@@ -617,11 +692,40 @@ func (fs *folderSync) fetchNew() error {
 			fs.batchDone()
 		}()
 	}
+	if complete {
+		fs.allSent()
+	}
 	wg.Wait()
 	if err := fs.firstErr(); err != nil {
 		return err
 	}
 	return fs.fetchMissing()
+}
+
+// errRevisit ends a visit that needs more from the server after its
+// connection has moved on to the next folder: the folder is visited again
+// after that one, and the visit resumes where the sync state stands.
+var errRevisit = errors.New("folder needs another visit")
+
+// allSent is called once every command the folder needs is sent: unless
+// some message then turns out missing, the server needs nothing more for
+// it, so the next folder's EXAMINE and listing may follow at once, answered
+// as soon as this folder's last bodies are out. Only the connection's
+// worker may allow it (ahead), and never in a rescan, whose matching
+// reads the whole folder again when a message is missing.
+//
+// Replies stay unambiguous: the server runs an EXAMINE only after the
+// commands before it completed, and imapclient matches FETCH data to the
+// first pending command that asked for the UID, which is this folder's.
+// (Untagged EXISTS or HIGHESTMODSEQ that this folder's commands bring are
+// credited to the pending EXAMINE by imapclient, but the EXAMINE's own
+// answer carries both and comes after them.)
+func (fs *folderSync) allSent() {
+	if fs.ahead == nil || fs.rescan || fs.movedOn {
+		return
+	}
+	fs.movedOn = fs.ahead()
+	fs.ahead = nil
 }
 
 // pendingExpected lists the expected messages not archived yet.
@@ -958,6 +1062,9 @@ func (fs *folderSync) fetchMissing() error {
 	miss := fs.missing()
 	if len(miss) == 0 {
 		return nil
+	}
+	if fs.movedOn {
+		return errRevisit
 	}
 	set := imap.UIDSetNum(miss...)
 	data, err := fs.conn.Client.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{set}}, nil).Wait()

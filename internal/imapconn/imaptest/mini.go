@@ -2,6 +2,7 @@ package imaptest
 
 import (
 	"fmt"
+	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,6 +34,14 @@ type Mini struct {
 	ExamineFails    map[string]bool // EXAMINE answers NO
 	ExpungeDuring   map[uint32]bool // EXPUNGE these (in the folder) when a body FETCH starts
 	ExtraNames      []string        // extra raw LIST names (hostile names), no messages
+	// HoldCompletions holds back the tagged completion of every FETCH
+	// and SEARCH until the client sends an EXAMINE, SELECT or LOGOUT, or
+	// sends nothing for this long (counted in HoldsTimedOut): a client
+	// that waits for a folder's last answers before it opens the next
+	// folder pays the wait at every folder.
+	HoldCompletions time.Duration
+	HoldsTimedOut   int
+	StatusSize      bool // offer STATUS=SIZE (RFC 8438): clients can size a folder before EXAMINE
 	LiteralExtra    string          // sent after each body literal: more bytes than announced
 	AnnounceSize    int64           // announced body literal size instead of the real one
 	BodiesSent      int             // bodies sent so far (all sessions)
@@ -112,16 +121,55 @@ func (m *Mini) Sent() int {
 
 const miniCaps = "IMAP4rev1 LITERAL+ UIDPLUS"
 
+// caps is the capability list: miniCaps, and STATUS=SIZE when StatusSize.
+func (m *Mini) caps() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.StatusSize {
+		return miniCaps + " STATUS=SIZE"
+	}
+	return miniCaps
+}
+
 func (m *Mini) serve(c *FakeConn) {
 	m.mu.Lock()
 	m.sessionsStarted++
 	m.mu.Unlock()
-	c.Send("* OK [CAPABILITY " + miniCaps + "] mini ready\r\n")
+	c.Send("* OK [CAPABILITY " + m.caps() + "] mini ready\r\n")
 	var sel *MiniFolder
+	var held []string // completions held back (HoldCompletions)
+	flush := func() {
+		c.Send(strings.Join(held, ""))
+		held = nil
+	}
 	for {
+		m.mu.Lock()
+		hold := m.HoldCompletions
+		m.mu.Unlock()
+		if len(held) > 0 && hold > 0 {
+			c.SetReadDeadline(time.Now().Add(hold))
+		}
 		tag, name, line, err := c.Command()
+		c.SetReadDeadline(time.Time{})
+		if ne, ok := err.(net.Error); ok && ne.Timeout() && len(held) > 0 {
+			m.mu.Lock()
+			m.HoldsTimedOut++
+			m.mu.Unlock()
+			flush()
+			continue
+		}
 		if err != nil {
 			return
+		}
+		if len(held) > 0 && (name == "EXAMINE" || name == "SELECT" || name == "LOGOUT") {
+			flush()
+		}
+		complete := func(text string) {
+			if hold > 0 {
+				held = append(held, tag+" "+text+"\r\n")
+				return
+			}
+			c.Send(tag + " " + text + "\r\n")
 		}
 		m.mu.Lock()
 		m.Commands = append(m.Commands, line)
@@ -130,9 +178,9 @@ func (m *Mini) serve(c *FakeConn) {
 		args = strings.TrimSpace(args[len(name):])
 		switch name {
 		case "CAPABILITY":
-			c.Send("* CAPABILITY " + miniCaps + "\r\n" + tag + " OK done\r\n")
+			c.Send("* CAPABILITY " + m.caps() + "\r\n" + tag + " OK done\r\n")
 		case "LOGIN":
-			c.Send(tag + " OK [CAPABILITY " + miniCaps + "] logged in\r\n")
+			c.Send(tag + " OK [CAPABILITY " + m.caps() + "] logged in\r\n")
 		case "NOOP", "UNSELECT", "CHECK":
 			c.Send(tag + " OK done\r\n")
 		case "LOGOUT":
@@ -149,12 +197,12 @@ func (m *Mini) serve(c *FakeConn) {
 				c.Send(tag + " BAD no folder selected\r\n")
 				continue
 			}
-			if !m.fetch(c, tag, sel, name == "UID FETCH", args) {
+			if !m.fetch(c, sel, name == "UID FETCH", args, complete) {
 				c.Hang()
 				return
 			}
 		case "UID SEARCH", "SEARCH":
-			m.search(c, tag, sel, name == "UID SEARCH", args)
+			m.search(c, tag, sel, name == "UID SEARCH", args, complete)
 		default:
 			c.Send(tag + " BAD unknown command\r\n")
 		}
@@ -214,7 +262,15 @@ func (m *Mini) status(c *FakeConn, tag, args string) {
 	f := m.folders[name]
 	var line string
 	if f != nil {
-		line = fmt.Sprintf("* STATUS %s (MESSAGES %d UIDNEXT %d UIDVALIDITY %d)\r\n", quote(name), len(f.Msgs), f.UIDNext, f.UIDValidity)
+		var size string
+		if m.StatusSize {
+			n := 0
+			for _, msg := range f.Msgs {
+				n += len(msg.Body)
+			}
+			size = fmt.Sprintf(" SIZE %d", n)
+		}
+		line = fmt.Sprintf("* STATUS %s (MESSAGES %d UIDNEXT %d UIDVALIDITY %d%s)\r\n", quote(name), len(f.Msgs), f.UIDNext, f.UIDValidity, size)
 	}
 	m.mu.Unlock()
 	if f == nil {
@@ -276,7 +332,7 @@ func parseSet(s string, max uint32) func(uint32) bool {
 }
 
 // fetch answers FETCH / UID FETCH; false: the server fell silent.
-func (m *Mini) fetch(c *FakeConn, tag string, f *MiniFolder, byUID bool, args string) bool {
+func (m *Mini) fetch(c *FakeConn, f *MiniFolder, byUID bool, args string, complete func(string)) bool {
 	set, items, _ := strings.Cut(args, " ")
 	items = strings.ToUpper(items)
 	wantBody := strings.Contains(items, "BODY")
@@ -337,7 +393,7 @@ func (m *Mini) fetch(c *FakeConn, tag string, f *MiniFolder, byUID bool, args st
 		}
 		c.Send(m.fetchResponse(i+1, msg, items))
 	}
-	c.Send(tag + " OK done\r\n")
+	complete("OK done")
 	return true
 }
 
@@ -380,7 +436,7 @@ func (m *Mini) fetchResponse(seq int, msg MiniMsg, items string) string {
 	return fmt.Sprintf("* %d FETCH (%s)\r\n", seq, strings.Join(parts, " "))
 }
 
-func (m *Mini) search(c *FakeConn, tag string, f *MiniFolder, byUID bool, args string) {
+func (m *Mini) search(c *FakeConn, tag string, f *MiniFolder, byUID bool, args string, complete func(string)) {
 	if f == nil {
 		c.Send(tag + " BAD no folder selected\r\n")
 		return
@@ -418,5 +474,6 @@ func (m *Mini) search(c *FakeConn, tag string, f *MiniFolder, byUID bool, args s
 	if len(out) > 0 {
 		resp += " " + strings.Join(out, " ")
 	}
-	c.Send(resp + "\r\n" + tag + " OK done\r\n")
+	c.Send(resp + "\r\n")
+	complete("OK done")
 }
