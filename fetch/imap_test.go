@@ -516,8 +516,8 @@ func TestIMAPCancelKeepsWhatIsDurable(t *testing.T) {
 	stop := &cancelAfter{Reporter: progress.Discard, at: 500, cancel: cancel}
 	_, err := IMAP(ctx, a, arc, Options{Progress: stop})
 	arc.Close()
-	if !errors.Is(err, mailerr.ErrInterrupted) {
-		t.Fatalf("got %v, want ErrInterrupted", err)
+	if !errors.Is(err, mailerr.ErrInterrupted) || !strings.Contains(err.Error(), "what was fetched is kept") {
+		t.Fatalf("got %v, want ErrInterrupted saying what is kept", err)
 	}
 	got := archiveSnapshot(t, archive.Maildir, dir)
 	if len(got["INBOX"]) == 0 || len(got["INBOX"]) >= 800 {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mailark/mailark/archive"
 	"github.com/mailark/mailark/internal/account"
+	"github.com/mailark/mailark/internal/mailerr"
 	"github.com/mailark/mailark/internal/pop3conn"
 	"github.com/mailark/mailark/internal/progress"
 )
@@ -143,6 +144,9 @@ func (r *pop3Run) run(ctx context.Context) error {
 		// Keep what arrived whole: the next run need not fetch it again.
 		if cerr := r.commit(); cerr != nil {
 			return fmt.Errorf("%w (keeping the messages fetched so far failed too: %v)", err, cerr)
+		}
+		if errors.Is(err, mailerr.ErrInterrupted) {
+			return mailerr.E(mailerr.ErrInterrupted, err, "fetch from %s interrupted; what was fetched is kept, the next run continues", r.acct.Host)
 		}
 		return err
 	}

@@ -473,7 +473,7 @@ func TestPOP3CancelledDeletesNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	_, err := POP3(ctx, fx.acct, arc, Options{Delete: true})
-	if !errors.Is(err, mailerr.ErrInterrupted) {
+	if !errors.Is(err, mailerr.ErrInterrupted) || !strings.Contains(err.Error(), "what was fetched is kept") {
 		t.Fatalf("err = %v", err)
 	}
 	if len(fx.store.Messages("carol")) != 30 {
