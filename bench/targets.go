@@ -82,6 +82,17 @@ func (b *bench) speedTarget(key, peerPrefix string, want float64, text string) t
 		t.measured = fmt.Sprintf("%.2f× (mailark %.3f s, %s %.3f s)", x,
 			secs(r.Mailark.stats().Median), peerPrefix, secs(peer.stats().Median))
 		t.status = metOrMissed(round2(x) >= want)
+		// What the raw limit (the protocol plus the same writes, no
+		// archive work) reached against the same peer in the same run
+		// tells whether a miss is mailark's or the machine's.
+		if r.Limit != nil {
+			if lx, ok := speedRatio(r.Limit, peer); ok {
+				t.measured += fmt.Sprintf("; raw limit %.2f×", lx)
+				if round2(x) < want && round2(lx) < want {
+					t.status += " (so did the raw limit)"
+				}
+			}
+		}
 		return t
 	}
 	t.measured, t.status = "–", "no "+peerPrefix+" figure"
