@@ -147,3 +147,36 @@ func TestIMAPUndeliveredAfterRevisitReportedOnce(t *testing.T) {
 		t.Fatal(d)
 	}
 }
+
+// The connection dies while a folder is read and the next one is opened
+// behind it: the folder resumes on a new connection, and the next one is
+// opened again there, not read from the dead one.
+func TestIMAPReconnectWithNextFolderOpened(t *testing.T) {
+	folders := []string{"INBOX", "A", "B"}
+	m, want := aheadFixture(t, folders, 60)
+	m.Set(func(m *imaptest.Mini) { m.StallAfter, m.StatusSize = 70, true })
+	a, _ := imapAccount(m.Host, m.Port)
+	a.Timeout = 300 * time.Millisecond
+	// The stall lasts for the first session only.
+	go func() {
+		for m.Sent() < 70 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond)
+		m.Set(func(m *imaptest.Mini) { m.StallAfter = 0 })
+	}()
+	dir := tempArchive(t)
+	res := mustIMAPFetch(t, a, archive.Maildir, dir, Options{Connections: 1})
+	if res.NewMessages != 60*len(folders) || len(res.Warnings) != 0 {
+		t.Errorf("%d messages, warnings %v", res.NewMessages, res.Warnings)
+	}
+	if d := diffSnapshots(want, archiveSnapshot(t, archive.Maildir, dir)); d != "" {
+		t.Fatal(d)
+	}
+	// One reconnect: the folder opened on the dead connection is opened
+	// anew on the new one, not tried there first (which fails, and costs
+	// another connection after a back-off).
+	if n := m.Sessions(); n != 2 {
+		t.Errorf("%d sessions, want 2", n)
+	}
+}

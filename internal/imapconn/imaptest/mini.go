@@ -112,6 +112,13 @@ func (m *Mini) Set(fn func(m *Mini)) {
 	fn(m)
 }
 
+// Sessions reports how many connections the server has accepted.
+func (m *Mini) Sessions() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.sessionsStarted
+}
+
 // Sent reports how many bodies were sent.
 func (m *Mini) Sent() int {
 	m.mu.Lock()
