@@ -2,6 +2,7 @@ package archive
 
 import (
 	"errors"
+	"slices"
 	"sort"
 	"testing"
 )
@@ -161,6 +162,32 @@ func TestAddedFolderNeverLoaded(t *testing.T) {
 		mustCommit(t, fo)
 		if got := readMessage(t, fo, m.Key); string(got) != "Subject: 1\n\none\n" {
 			t.Errorf("message %q", got)
+		}
+	})
+}
+
+// AddFolders records every folder it can in one write of the folder list;
+// a name the archive cannot hold fails alone.
+func TestAddFoldersRecordsAllButTheBadName(t *testing.T) {
+	eachFormat(t, func(t *testing.T, f Format) {
+		dir := t.TempDir()
+		a := mustOpen(t, f, dir, Options{})
+		errs := a.AddFolders([]FolderSpec{{Name: "INBOX"}, {Name: ""}, {Name: "Sent", SpecialUse: `\Sent`}, {Name: "Lists/go"}})
+		if errs[0] != nil || errs[2] != nil || errs[3] != nil || !errors.Is(errs[1], ErrBadName) {
+			t.Fatalf("errors %v", errs)
+		}
+		a.Close()
+
+		a = mustOpen(t, f, dir, Options{})
+		defer a.Close()
+		got := a.FolderNames()
+		for _, want := range []string{"INBOX", "Sent", "Lists/go"} {
+			if !slices.Contains(got, want) {
+				t.Errorf("%q not recorded after reopening: %v", want, got)
+			}
+		}
+		if rec, ok := a.record("Sent"); !ok || rec.SpecialUse != `\Sent` {
+			t.Errorf("Sent recorded as %+v", rec)
 		}
 	})
 }

@@ -500,28 +500,56 @@ func (a *Archive) CreateFolder(name string, specialUse string) (*Folder, error) 
 // many folders to create can record them all first (names the archive
 // cannot hold fail here) and load each when it gets to it.
 func (a *Archive) AddFolder(name string, specialUse string) error {
+	return a.AddFolders([]FolderSpec{{Name: name, SpecialUse: specialUse}})[0]
+}
+
+// FolderSpec is a folder to record: its name and special use ("" for
+// none).
+type FolderSpec struct {
+	Name, SpecialUse string
+}
+
+// AddFolders records several folders as AddFolder does, with one durable
+// write of the folder list for all of them (a first backup of an account
+// with many folders would otherwise pay a write and two syncs per folder
+// before its first message). It returns one error per folder, nil for
+// those recorded; a failed write fails them all.
+func (a *Archive) AddFolders(specs []FolderSpec) []error {
+	errs := make([]error, len(specs))
 	if a.readOnly {
-		return ErrReadOnly
+		for i := range errs {
+			errs[i] = ErrReadOnly
+		}
+		return errs
 	}
 	a.mu.Lock()
-	_, changed, err := a.reg.ensure(name, true)
-	if err == nil && specialUse != "" && a.reg.setSpecialUse(name, specialUse) {
-		changed = true
+	changed := false
+	for i, sp := range specs {
+		_, ch, err := a.reg.ensure(sp.Name, true)
+		if err == nil && sp.SpecialUse != "" && a.reg.setSpecialUse(sp.Name, sp.SpecialUse) {
+			ch = true
+		}
+		changed = changed || ch
+		if errors.Is(err, ErrBadName) {
+			err = mailerr.E(mailerr.ErrUsage, err, "cannot create folder")
+		}
+		errs[i] = err
 	}
-	if err == nil && changed {
-		if err = a.reg.save(filepath.Join(a.side, registryFile)); err != nil {
+	if changed {
+		if err := a.reg.save(filepath.Join(a.side, registryFile)); err != nil {
 			// Keep memory and disk in step: reload what is on disk.
 			if reg, lerr := loadRegistry(filepath.Join(a.side, registryFile), a.format); lerr == nil {
 				a.reg = reg
 			}
-			err = a.ioErr(err, "create folder %q", name)
+			for i, sp := range specs {
+				if errs[i] == nil {
+					errs[i] = a.ioErr(err, "create folder %q", sp.Name)
+				}
+			}
 		}
 	}
 	a.mu.Unlock()
-	if errors.Is(err, ErrBadName) {
-		return mailerr.E(mailerr.ErrUsage, err, "cannot create folder")
-	}
-	return err
+	return errs
 }
 
 func (a *Archive) record(name string) (folderRecord, bool) {

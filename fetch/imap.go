@@ -242,8 +242,9 @@ func (r *imapRun) plan(conn *imapconn.Conn) ([]*folderJob, error) {
 		return nil, err
 	}
 	kept := jobs[:0]
-	for _, j := range jobs {
-		if err := r.prepare(j); err != nil {
+	for i, err := range r.prepare(jobs) {
+		j := jobs[i]
+		if err != nil {
 			// A name the archive cannot hold concerns that folder only.
 			if isRunFatal(err) && !errors.Is(err, archive.ErrBadName) {
 				return nil, err
@@ -319,35 +320,58 @@ func (r *imapRun) fillStatus(conn *imapconn.Conn, jobs []*folderJob) error {
 	return nil
 }
 
-// prepare reads the archive side of a folder and decides whether it needs
-// a visit. It reads the sync state only: a folder's index is loaded when
-// the folder is visited, so a run with nothing new costs per folder, not
-// per message archived.
-func (r *imapRun) prepare(j *folderJob) error {
-	st, err := r.arc.FolderState(j.name)
-	switch {
-	case err == nil:
-		j.exists, j.state = true, st
-	case errors.Is(err, archive.ErrNoFolder):
-		if !r.opt.DryRun {
-			if err := r.arc.AddFolder(j.name, j.box.SpecialUse); err != nil {
-				return err
+// prepare reads the archive side of the folders and decides which need a
+// visit, recording the new ones in the archive (one durable write for
+// all). It reads sync states only: a folder's index is loaded when the
+// folder is visited, so a run with nothing new costs per folder, not per
+// message archived. It returns one error per job.
+func (r *imapRun) prepare(jobs []*folderJob) []error {
+	errs := make([]error, len(jobs))
+	var add []archive.FolderSpec
+	var added []*folderJob
+	for i, j := range jobs {
+		st, err := r.arc.FolderState(j.name)
+		switch {
+		case err == nil:
+			j.exists, j.state = true, st
+		case errors.Is(err, archive.ErrNoFolder):
+			if !r.opt.DryRun {
+				add = append(add, archive.FolderSpec{Name: j.name, SpecialUse: j.box.SpecialUse})
+				added = append(added, j)
+			}
+		default:
+			errs[i] = err
+		}
+	}
+	addErrs := map[*folderJob]error{}
+	if len(add) > 0 {
+		for k, err := range r.arc.AddFolders(add) {
+			j := added[k]
+			if err != nil {
+				addErrs[j] = err
+				continue
 			}
 			j.exists, j.added = true, true
 			r.mu.Lock()
 			r.res.NewFolders = append(r.res.NewFolders, j.name)
 			r.mu.Unlock()
 		}
-	default:
-		return err
 	}
-	if j.exists && j.box.SpecialUse != "" && !r.opt.DryRun {
-		if err := r.arc.SetSpecialUse(j.name, j.box.SpecialUse); err != nil {
-			return err
+	for i, j := range jobs {
+		if err, failed := addErrs[j]; failed {
+			errs[i] = err
 		}
+		if errs[i] != nil {
+			continue
+		}
+		if j.exists && !j.added && j.box.SpecialUse != "" && !r.opt.DryRun {
+			if errs[i] = r.arc.SetSpecialUse(j.name, j.box.SpecialUse); errs[i] != nil {
+				continue
+			}
+		}
+		j.visit, j.weight = r.needsVisit(j, j.state)
 	}
-	j.visit, j.weight = r.needsVisit(j, j.state)
-	return nil
+	return errs
 }
 
 // needsVisit decides from the folder's status (LIST-STATUS or STATUS)
