@@ -41,11 +41,11 @@ type Mini struct {
 	// folder pays the wait at every folder.
 	HoldCompletions time.Duration
 	HoldsTimedOut   int
-	StatusSize      bool // offer STATUS=SIZE (RFC 8438): clients can size a folder before EXAMINE
-	LiteralExtra    string          // sent after each body literal: more bytes than announced
-	AnnounceSize    int64           // announced body literal size instead of the real one
-	BodiesSent      int             // bodies sent so far (all sessions)
-	Commands        []string        // every command line received
+	StatusSize      bool     // offer STATUS=SIZE (RFC 8438): clients can size a folder before EXAMINE
+	LiteralExtra    string   // sent after each body literal: more bytes than announced
+	AnnounceSize    int64    // announced body literal size instead of the real one
+	BodiesSent      int      // bodies sent so far (all sessions)
+	Commands        []string // every command line received
 	sessionsStarted int
 }
 
