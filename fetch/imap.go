@@ -328,7 +328,7 @@ func (r *imapRun) fillStatus(conn *imapconn.Conn, jobs []*folderJob) error {
 func (r *imapRun) prepare(jobs []*folderJob) []error {
 	errs := make([]error, len(jobs))
 	var add []archive.FolderSpec
-	var added []*folderJob
+	var added []int // add[k] is jobs[added[k]]
 	for i, j := range jobs {
 		st, err := r.arc.FolderState(j.name)
 		switch {
@@ -337,20 +337,19 @@ func (r *imapRun) prepare(jobs []*folderJob) []error {
 		case errors.Is(err, archive.ErrNoFolder):
 			if !r.opt.DryRun {
 				add = append(add, archive.FolderSpec{Name: j.name, SpecialUse: j.box.SpecialUse})
-				added = append(added, j)
+				added = append(added, i)
 			}
 		default:
 			errs[i] = err
 		}
 	}
-	addErrs := map[*folderJob]error{}
 	if len(add) > 0 {
 		for k, err := range r.arc.AddFolders(add) {
-			j := added[k]
-			if err != nil {
-				addErrs[j] = err
+			i := added[k]
+			if errs[i] = err; err != nil {
 				continue
 			}
+			j := jobs[i]
 			j.exists, j.added = true, true
 			r.mu.Lock()
 			r.res.NewFolders = append(r.res.NewFolders, j.name)
@@ -358,9 +357,6 @@ func (r *imapRun) prepare(jobs []*folderJob) []error {
 		}
 	}
 	for i, j := range jobs {
-		if err, failed := addErrs[j]; failed {
-			errs[i] = err
-		}
 		if errs[i] != nil {
 			continue
 		}

@@ -141,12 +141,6 @@ func (op *opened) asksAll() bool {
 		op.st.UIDValidity == 0 && op.st.LastUID == 0
 }
 
-// syncFolder examines one folder and brings the archive up to date with
-// it (or, in a dry run, records what that would take).
-func (r *imapRun) syncFolder(conn *imapconn.Conn, j *folderJob) error {
-	return r.visit(r.open(conn, j), nil)
-}
-
 // visit is the second half of a folder's visit: it reads the answers to
 // what open sent and brings the archive up to date. ahead, when not nil,
 // may open the next folder on the same connection once this one has sent
